@@ -1,0 +1,616 @@
+//! Every setting, read once at start-up from environment variables: what `local.settings.json` `Values` become under
+//! `func start`, and what app settings become in Azure. Parsing collects **every** problem before failing, so an
+//! administrator fixes a deployment in one round instead of one setting per restart.
+//!
+//! The names, meanings and defaults are listed in the README ("Settings"); `local.settings.sample.json` shows them.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::PathBuf;
+
+use secrecy::SecretString;
+use url::Url;
+
+use crate::domain::{GroupId, TenantId};
+use crate::graph::{CloudEndpoints, TenantCredential};
+use crate::storage::StorageConnection;
+use crate::sync::{MatchKey, Template};
+
+/// One problem with one setting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingProblem {
+    pub name: String,
+    pub problem: String,
+}
+
+/// All the problems found, reported together.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    pub problems: Vec<SettingProblem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{} setting(s) need attention:", self.problems.len())?;
+        for p in &self.problems {
+            writeln!(f, "  - {}: {}", p.name, p.problem)?;
+        }
+        write!(f, "See README.md, section \"Settings\", for every setting with its meaning and default.")
+    }
+}
+
+/// One tenant: who it is, how to reach Graph there, and which credential to use.
+#[derive(Debug, Clone)]
+pub struct TenantSettings {
+    pub tenant_id: TenantId,
+    pub credential: TenantCredential,
+}
+
+/// One pair: the users of these Tenant A groups are matched to the users of these Tenant B groups.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PairSettings {
+    /// A short name for logs and reports (`pair-1`, … in the order given).
+    pub name: String,
+    pub source_groups: Vec<GroupId>,
+    pub target_groups: Vec<GroupId>,
+}
+
+/// Guard against an accidental mass removal, like Entra Connect's accidental-delete prevention.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RemovalThreshold {
+    /// More users losing values than this in one run holds removals back.
+    pub max_users: usize,
+    /// More than this share (0–100) of the users holding our values losing them holds removals back
+    /// (only counted from `MIN_USERS_FOR_SHARE` removals on, so a small pilot group is not blocked).
+    pub max_percent: f64,
+}
+
+impl RemovalThreshold {
+    pub const MIN_USERS_FOR_SHARE: usize = 10;
+}
+
+/// What the sync core needs to know.
+#[derive(Debug, Clone)]
+pub struct SyncSettings {
+    pub pairs: Vec<PairSettings>,
+    pub match_key: MatchKey,
+    pub templates: Vec<Template>,
+    pub transitive_membership: bool,
+    pub dry_run: bool,
+    pub removal_threshold: RemovalThreshold,
+    pub allow_mass_removal: bool,
+}
+
+/// Where the audit logs and the state (ledger, lease) live.
+#[derive(Debug, Clone)]
+pub struct StorageSettings {
+    /// The connection name, e.g. `AzureWebJobsStorage`: its settings are `<name>` or `<name>__blobServiceUri`.
+    pub connection_name: String,
+    pub connection: StorageConnection,
+    /// Client id of the user-assigned managed identity for identity-based storage (`<name>__clientId`).
+    pub client_id: Option<String>,
+    pub log_container: String,
+    pub state_container: String,
+}
+
+/// Webhook (change notification) settings.
+#[derive(Debug, Clone, Default)]
+pub struct WebhookSettings {
+    /// The `clientState` every subscription is created with; notifications carrying anything else are dropped.
+    pub client_state: Option<SecretString>,
+    /// The previous secret, still accepted while subscriptions are renewed onto the new one.
+    pub previous_client_state: Option<SecretString>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub tenant_a: TenantSettings,
+    pub tenant_b: TenantSettings,
+    pub cloud: CloudEndpoints,
+    /// PEM of an extra CA to trust for Graph and the authority (a private cloud, or the Graph emulator).
+    pub extra_ca_pem: Option<String>,
+    pub sync: SyncSettings,
+    pub storage: StorageSettings,
+    pub webhook: WebhookSettings,
+}
+
+/// Settings for the server process itself (needed even when the sync settings are incomplete is *not* allowed:
+/// the handler refuses to start rather than answer the host with a half-configured app).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerSettings {
+    pub port: u16,
+}
+
+/// Where settings come from: the process environment, or a map in tests.
+pub trait SettingsSource {
+    fn get(&self, name: &str) -> Option<String>;
+}
+
+impl SettingsSource for HashMap<String, String> {
+    fn get(&self, name: &str) -> Option<String> {
+        HashMap::get(self, name).cloned()
+    }
+}
+
+/// The process environment. Functions app settings are case-insensitive on Windows but not on Linux: names are exact.
+pub struct Environment;
+
+impl SettingsSource for Environment {
+    fn get(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+}
+
+/// The setting names, in one place, so the README and errors agree.
+pub mod names {
+    pub const TENANT_A_ID: &str = "TENANT_A_ID";
+    pub const TENANT_A_CREDENTIAL: &str = "TENANT_A_CREDENTIAL";
+    pub const TENANT_A_CLIENT_ID: &str = "TENANT_A_CLIENT_ID";
+    pub const TENANT_A_CLIENT_SECRET: &str = "TENANT_A_CLIENT_SECRET";
+    pub const TENANT_A_CERTIFICATE_PATH: &str = "TENANT_A_CERTIFICATE_PATH";
+    pub const TENANT_B_ID: &str = "TENANT_B_ID";
+    pub const TENANT_B_CREDENTIAL: &str = "TENANT_B_CREDENTIAL";
+    pub const TENANT_B_CLIENT_ID: &str = "TENANT_B_CLIENT_ID";
+    pub const TENANT_B_CLIENT_SECRET: &str = "TENANT_B_CLIENT_SECRET";
+    pub const TENANT_B_CERTIFICATE_PATH: &str = "TENANT_B_CERTIFICATE_PATH";
+    pub const MANAGED_IDENTITY_CLIENT_ID: &str = "MANAGED_IDENTITY_CLIENT_ID";
+    pub const SYNC_PAIRS: &str = "SYNC_PAIRS";
+    pub const MATCH_ON: &str = "MATCH_ON";
+    pub const CERTIFICATE_USER_ID_TEMPLATES: &str = "CERTIFICATE_USER_ID_TEMPLATES";
+    pub const TRANSITIVE_MEMBERSHIP: &str = "TRANSITIVE_MEMBERSHIP";
+    pub const DRY_RUN: &str = "DRY_RUN";
+    pub const REMOVAL_THRESHOLD_USERS: &str = "REMOVAL_THRESHOLD_USERS";
+    pub const REMOVAL_THRESHOLD_PERCENT: &str = "REMOVAL_THRESHOLD_PERCENT";
+    pub const ALLOW_MASS_REMOVAL: &str = "ALLOW_MASS_REMOVAL";
+    pub const AZURE_CLOUD: &str = "AZURE_CLOUD";
+    pub const GRAPH_ENDPOINT: &str = "GRAPH_ENDPOINT";
+    pub const AUTHORITY_HOST: &str = "AUTHORITY_HOST";
+    pub const EXTRA_CA_CERTIFICATE_PATH: &str = "EXTRA_CA_CERTIFICATE_PATH";
+    pub const STORAGE_CONNECTION: &str = "STORAGE_CONNECTION";
+    pub const LOG_CONTAINER: &str = "LOG_CONTAINER";
+    pub const STATE_CONTAINER: &str = "STATE_CONTAINER";
+    pub const SYNC_SCHEDULE: &str = "SYNC_SCHEDULE";
+    pub const WEBHOOK_CLIENT_STATE: &str = "WEBHOOK_CLIENT_STATE";
+    pub const WEBHOOK_PREVIOUS_CLIENT_STATE: &str = "WEBHOOK_PREVIOUS_CLIENT_STATE";
+    pub const FUNCTIONS_CUSTOMHANDLER_PORT: &str = "FUNCTIONS_CUSTOMHANDLER_PORT";
+    pub const LOG_FORMAT: &str = "LOG_FORMAT";
+    /// Set by App Service / Functions in Azure (not by `func start`): logs are JSON there.
+    pub const WEBSITE_INSTANCE_ID: &str = "WEBSITE_INSTANCE_ID";
+}
+
+/// Collects problems while reading settings.
+struct Reader<'a> {
+    source: &'a dyn SettingsSource,
+    problems: Vec<SettingProblem>,
+}
+
+impl<'a> Reader<'a> {
+    fn new(source: &'a dyn SettingsSource) -> Self {
+        Self { source, problems: Vec::new() }
+    }
+
+    fn problem(&mut self, name: &str, problem: impl Into<String>) {
+        self.problems.push(SettingProblem { name: name.to_owned(), problem: problem.into() });
+    }
+
+    /// A set, non-blank value.
+    fn optional(&self, name: &str) -> Option<String> {
+        self.source.get(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+    }
+
+    fn required(&mut self, name: &str, expected: &str) -> Option<String> {
+        let value = self.optional(name);
+        if value.is_none() {
+            self.problem(name, format!("is required: {expected}"));
+        }
+        value
+    }
+
+    fn parsed<T>(&mut self, name: &str, value: Option<String>, parse: impl FnOnce(&str) -> Result<T, String>) -> Option<T> {
+        let value = value?;
+        match parse(&value) {
+            Ok(parsed) => Some(parsed),
+            Err(problem) => {
+                self.problem(name, problem);
+                None
+            }
+        }
+    }
+
+    fn bool(&mut self, name: &str, default: bool) -> bool {
+        let value = self.optional(name);
+        self.parsed(name, value, |v| match v.to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" => Ok(true),
+            "false" | "0" | "no" => Ok(false),
+            _ => Err(format!("must be true or false, not {v:?}")),
+        })
+        .unwrap_or(default)
+    }
+
+    fn url(&mut self, name: &str) -> Option<Url> {
+        let value = self.optional(name);
+        self.parsed(name, value, |v| {
+            let url = Url::parse(v).map_err(|e| format!("must be an absolute URL ({e}), not {v:?}"))?;
+            if url.scheme() != "https" && url.scheme() != "http" {
+                return Err(format!("must be an http(s) URL, not {v:?}"));
+            }
+            Ok(url)
+        })
+    }
+
+    fn tenant(&mut self, id: &str, credential: &str, client_id: &str, secret: &str, certificate: &str, side: Side) -> Option<TenantSettings> {
+        let tenant_value = self.required(id, "the tenant's directory (tenant) id, a GUID");
+        let tenant_id = self.parsed(id, tenant_value, |v| TenantId::parse(v).map_err(|e| e.to_string()));
+        let default_kind = match side {
+            Side::A => "managed-identity",
+            Side::B => "client-secret",
+        };
+        let kind = self.optional(credential).unwrap_or_else(|| default_kind.to_owned());
+        let managed_identity = self.optional(names::MANAGED_IDENTITY_CLIENT_ID);
+        let credential = match kind.as_str() {
+            "managed-identity" => Some(TenantCredential::ManagedIdentity { client_id: managed_identity }),
+            "developer-tools" => Some(TenantCredential::DeveloperTools),
+            "client-secret" => {
+                let client_id = self.required(client_id, "the application (client) id of the app registration in this tenant");
+                let secret = self.required(secret, "the app registration's client secret (in Azure: a Key Vault reference)");
+                Some(TenantCredential::ClientSecret { client_id: client_id?, secret: SecretString::from(secret?) })
+            }
+            "client-certificate" => {
+                let client_id = self.required(client_id, "the application (client) id of the app registration in this tenant");
+                let path = self.required(certificate, "the path of a PEM file holding the app's certificate and private key");
+                Some(TenantCredential::ClientCertificate { client_id: client_id?, certificate_pem_path: PathBuf::from(path?) })
+            }
+            "federated-managed-identity" => {
+                let client_id = self.required(
+                    client_id,
+                    "the application (client) id of the app registration that trusts the managed identity (federated credential)",
+                );
+                Some(TenantCredential::FederatedManagedIdentity {
+                    client_id: client_id?,
+                    managed_identity_client_id: managed_identity,
+                })
+            }
+            other => {
+                self.problem(
+                    credential,
+                    format!(
+                        "must be one of managed-identity, federated-managed-identity, client-secret, client-certificate, developer-tools; not {other:?}"
+                    ),
+                );
+                None
+            }
+        };
+        Some(TenantSettings { tenant_id: tenant_id?, credential: credential? })
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Side {
+    A,
+    B,
+}
+
+/// Parses `SYNC_PAIRS`: `<A group>[,<A group>…]-><B group>[,<B group>…]`, pairs separated by `;`.
+pub fn parse_pairs(value: &str) -> Result<Vec<PairSettings>, String> {
+    let mut pairs = Vec::new();
+    for (index, text) in value.split(';').map(str::trim).filter(|p| !p.is_empty()).enumerate() {
+        let name = format!("pair-{}", index + 1);
+        let (sources, targets) = text
+            .split_once("->")
+            .ok_or_else(|| format!("{name} {text:?} must look like <Tenant A group id>-><Tenant B group id>"))?;
+        let groups = |list: &str, side: &str| -> Result<Vec<GroupId>, String> {
+            let groups = list
+                .split(',')
+                .map(str::trim)
+                .filter(|g| !g.is_empty())
+                .map(|g| GroupId::parse(g).map_err(|e| format!("{name}, {side}: {e}")))
+                .collect::<Result<Vec<_>, _>>()?;
+            if groups.is_empty() {
+                return Err(format!("{name} {text:?} names no {side} group"));
+            }
+            Ok(groups)
+        };
+        let (source_groups, target_groups) = (groups(sources, "Tenant A")?, groups(targets, "Tenant B")?);
+        pairs.push(PairSettings { name, source_groups, target_groups });
+    }
+    if pairs.is_empty() {
+        return Err("names no pair; expected <Tenant A group id>-><Tenant B group id>[;…]".to_owned());
+    }
+    Ok(pairs)
+}
+
+/// The storage connection named `name`, read the Functions way: `<name>` is a connection string, or
+/// `<name>__blobServiceUri` (identity-based, with `<name>__clientId` for a user-assigned identity).
+fn read_storage(reader: &mut Reader<'_>) -> Option<StorageSettings> {
+    let connection_name = reader.optional(names::STORAGE_CONNECTION).unwrap_or_else(|| "AzureWebJobsStorage".to_owned());
+    let service_uri_name = format!("{connection_name}__blobServiceUri");
+    let account_name_name = format!("{connection_name}__accountName");
+    let client_id = reader.optional(&format!("{connection_name}__clientId"));
+    let connection = if let Some(connection_string) = reader.optional(&connection_name) {
+        match crate::storage::parse_connection_string(&connection_string) {
+            Ok(_) => Some(StorageConnection::ConnectionString(SecretString::from(connection_string))),
+            // The error names the problem without echoing the key.
+            Err(e) => {
+                reader.problem(&connection_name, e.to_string());
+                None
+            }
+        }
+    } else if let Some(uri) = reader.url(&service_uri_name) {
+        Some(StorageConnection::Identity { blob_service_uri: uri })
+    } else if let Some(account) = reader.optional(&account_name_name) {
+        match Url::parse(&format!("https://{account}.blob.core.windows.net")) {
+            Ok(uri) => Some(StorageConnection::Identity { blob_service_uri: uri }),
+            Err(_) => {
+                reader.problem(&account_name_name, format!("{account:?} is not a storage account name"));
+                None
+            }
+        }
+    } else {
+        reader.problem(
+            &connection_name,
+            format!(
+                "is required: a storage connection string (UseDevelopmentStorage=true for Azurite), \
+                 or set {service_uri_name} (with {connection_name}__clientId) for identity-based access"
+            ),
+        );
+        None
+    };
+    let container = |reader: &mut Reader<'_>, name: &str, default: &str| {
+        let value = reader.optional(name).unwrap_or_else(|| default.to_owned());
+        reader.parsed(name, Some(value), |v| {
+            let valid = (3..=63).contains(&v.len())
+                && v.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                && !v.starts_with('-')
+                && !v.ends_with('-')
+                && !v.contains("--");
+            if valid {
+                Ok(v.to_owned())
+            } else {
+                Err(format!("{v:?} is not a valid container name (3-63 lower-case letters, digits and single hyphens)"))
+            }
+        })
+    };
+    let log_container = container(reader, names::LOG_CONTAINER, "cert-auth");
+    let state_container = container(reader, names::STATE_CONTAINER, "certsync-state");
+    Some(StorageSettings {
+        connection_name,
+        connection: connection?,
+        client_id,
+        log_container: log_container?,
+        state_container: state_container?,
+    })
+}
+
+impl Settings {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::load(&Environment)
+    }
+
+    pub fn load(source: &dyn SettingsSource) -> Result<Self, ConfigError> {
+        let mut r = Reader::new(source);
+        use names::*;
+        let tenant_a = r.tenant(TENANT_A_ID, TENANT_A_CREDENTIAL, TENANT_A_CLIENT_ID, TENANT_A_CLIENT_SECRET, TENANT_A_CERTIFICATE_PATH, Side::A);
+        let tenant_b = r.tenant(TENANT_B_ID, TENANT_B_CREDENTIAL, TENANT_B_CLIENT_ID, TENANT_B_CLIENT_SECRET, TENANT_B_CERTIFICATE_PATH, Side::B);
+
+        let cloud_name = r.optional(AZURE_CLOUD);
+        let cloud = r
+            .parsed(AZURE_CLOUD, cloud_name.or_else(|| Some("public".to_owned())), |v| match v {
+                "public" => Ok(CloudEndpoints::public()),
+                "us-government" => Ok(CloudEndpoints::us_government()),
+                "china" => Ok(CloudEndpoints::china()),
+                other => Err(format!("must be public, us-government or china, not {other:?}")),
+            })
+            .unwrap_or_else(CloudEndpoints::public);
+        let graph = r.url(GRAPH_ENDPOINT);
+        let authority = r.url(AUTHORITY_HOST);
+        let cloud = CloudEndpoints { graph: graph.unwrap_or(cloud.graph), authority: authority.unwrap_or(cloud.authority), graph_scope: cloud.graph_scope };
+        let ca_path = r.optional(EXTRA_CA_CERTIFICATE_PATH);
+        let extra_ca_pem = r.parsed(EXTRA_CA_CERTIFICATE_PATH, ca_path, |path| {
+            let pem = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path:?}: {e}"))?;
+            if pem.contains("-----BEGIN CERTIFICATE-----") {
+                Ok(pem)
+            } else {
+                Err(format!("{path:?} holds no PEM certificate"))
+            }
+        });
+
+        let pairs_value = r.required(SYNC_PAIRS, "<Tenant A group id>-><Tenant B group id>, several separated by ';'");
+        let pairs = r.parsed(SYNC_PAIRS, pairs_value, parse_pairs);
+        let match_value = r.optional(MATCH_ON).unwrap_or_else(|| "upn-local-part".to_owned());
+        let match_key = r.parsed(MATCH_ON, Some(match_value), |v| {
+            MatchKey::parse(v).ok_or_else(|| format!("must be one of {}, not {v:?}", MatchKey::CHOICES))
+        });
+        let templates_value = r.required(
+            CERTIFICATE_USER_ID_TEMPLATES,
+            "the certificateUserIds values to write, as presets (runbook, principal-name, subject-cn, rfc822) or templates such as X509:<PN>{upn}, separated by ';' — see README \"Choosing the mapping\"",
+        );
+        let templates = r.parsed(CERTIFICATE_USER_ID_TEMPLATES, templates_value, |v| {
+            let templates = v
+                .split(';')
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(|t| Template::parse(t).map_err(|e| e.to_string()))
+                .collect::<Result<Vec<_>, _>>()?;
+            if templates.is_empty() {
+                return Err("names no template".to_owned());
+            }
+            if templates.len() > crate::domain::MAX_VALUES_PER_USER {
+                return Err(format!("names {} templates; a user holds at most {} values", templates.len(), crate::domain::MAX_VALUES_PER_USER));
+            }
+            Ok(templates)
+        });
+        let transitive_membership = r.bool(TRANSITIVE_MEMBERSHIP, false);
+        let dry_run = r.bool(DRY_RUN, false);
+        let allow_mass_removal = r.bool(ALLOW_MASS_REMOVAL, false);
+        let users_value = r.optional(REMOVAL_THRESHOLD_USERS);
+        let max_users = r
+            .parsed(REMOVAL_THRESHOLD_USERS, users_value, |v| v.parse::<usize>().map_err(|_| format!("must be a whole number, not {v:?}")))
+            .unwrap_or(500);
+        let percent_value = r.optional(REMOVAL_THRESHOLD_PERCENT);
+        let max_percent = r
+            .parsed(REMOVAL_THRESHOLD_PERCENT, percent_value, |v| match v.parse::<f64>() {
+                Ok(p) if (0.0..=100.0).contains(&p) => Ok(p),
+                _ => Err(format!("must be a percentage between 0 and 100, not {v:?}")),
+            })
+            .unwrap_or(20.0);
+
+        let storage = read_storage(&mut r);
+        let webhook = WebhookSettings {
+            client_state: r.optional(WEBHOOK_CLIENT_STATE).map(SecretString::from),
+            previous_client_state: r.optional(WEBHOOK_PREVIOUS_CLIENT_STATE).map(SecretString::from),
+        };
+        for name in [WEBHOOK_CLIENT_STATE, WEBHOOK_PREVIOUS_CLIENT_STATE] {
+            // Graph limits clientState to 128 characters [subscription-post-subscriptions].
+            if r.optional(name).is_some_and(|v| v.chars().count() > 128) {
+                r.problem(name, "must be at most 128 characters (Graph's clientState limit)");
+            }
+        }
+        if let Some(schedule) = r.optional(SYNC_SCHEDULE) {
+            if schedule.split_whitespace().count() != 6 {
+                r.problem(SYNC_SCHEDULE, format!("must be a 6-field NCRONTAB expression ({{second}} {{minute}} {{hour}} {{day}} {{month}} {{day-of-week}}, UTC), e.g. \"0 0 */4 * * *\"; not {schedule:?}"));
+            }
+        }
+
+        if !r.problems.is_empty() {
+            return Err(ConfigError { problems: r.problems });
+        }
+        // Every `?` below is on a value whose absence added a problem above.
+        let missing = || ConfigError { problems: vec![] };
+        Ok(Settings {
+            tenant_a: tenant_a.ok_or_else(missing)?,
+            tenant_b: tenant_b.ok_or_else(missing)?,
+            cloud,
+            extra_ca_pem,
+            sync: SyncSettings {
+                pairs: pairs.ok_or_else(missing)?,
+                match_key: match_key.ok_or_else(missing)?,
+                templates: templates.ok_or_else(missing)?,
+                transitive_membership,
+                dry_run,
+                removal_threshold: RemovalThreshold { max_users, max_percent },
+                allow_mass_removal,
+            },
+            storage: storage.ok_or_else(missing)?,
+            webhook,
+        })
+    }
+}
+
+impl ServerSettings {
+    pub fn load(source: &dyn SettingsSource) -> Result<Self, ConfigError> {
+        let mut r = Reader::new(source);
+        let value = r.required(
+            names::FUNCTIONS_CUSTOMHANDLER_PORT,
+            "the port the Functions host passes to a custom handler (set it yourself to run the server outside the host)",
+        );
+        let port = r.parsed(names::FUNCTIONS_CUSTOMHANDLER_PORT, value, |v| v.parse::<u16>().map_err(|_| format!("must be a port number, not {v:?}")));
+        match port {
+            Some(port) => Ok(Self { port }),
+            None => Err(ConfigError { problems: r.problems }),
+        }
+    }
+}
+
+/// Text locally, JSON in Azure (App Service sets `WEBSITE_INSTANCE_ID`; `func start` does not), unless `LOG_FORMAT` says.
+pub fn log_format(source: &dyn SettingsSource) -> LogFormat {
+    match source.get(names::LOG_FORMAT).as_deref().map(str::trim) {
+        Some("json") => LogFormat::Json,
+        Some("text") => LogFormat::Text,
+        _ if source.get(names::WEBSITE_INSTANCE_ID).is_some() => LogFormat::Json,
+        _ => LogFormat::Text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    pub(crate) fn minimal() -> HashMap<String, String> {
+        settings(&[
+            ("TENANT_A_ID", "11111111-1111-1111-1111-111111111111"),
+            ("TENANT_B_ID", "22222222-2222-2222-2222-222222222222"),
+            ("TENANT_B_CLIENT_ID", "33333333-3333-3333-3333-333333333333"),
+            ("TENANT_B_CLIENT_SECRET", "s3cr3t-value"),
+            ("SYNC_PAIRS", "aaaaaaaa-0000-0000-0000-000000000001->bbbbbbbb-0000-0000-0000-000000000001"),
+            ("CERTIFICATE_USER_ID_TEMPLATES", "subject-cn"),
+            ("AzureWebJobsStorage", "UseDevelopmentStorage=true"),
+        ])
+    }
+
+    #[test]
+    fn a_minimal_configuration_loads_with_documented_defaults() {
+        let s = Settings::load(&minimal()).unwrap();
+        assert!(matches!(s.tenant_a.credential, TenantCredential::ManagedIdentity { client_id: None }));
+        assert_eq!(s.sync.pairs.len(), 1);
+        assert_eq!(s.sync.match_key, MatchKey::parse("upn-local-part").unwrap());
+        assert_eq!(s.storage.log_container, "cert-auth");
+        assert_eq!(s.sync.removal_threshold, RemovalThreshold { max_users: 500, max_percent: 20.0 });
+        assert!(!s.sync.dry_run);
+    }
+
+    #[test]
+    fn every_problem_is_reported_together_with_its_setting_name() {
+        let mut env = minimal();
+        env.insert("TENANT_A_ID".into(), "not-a-tenant".into());
+        env.remove("TENANT_B_CLIENT_SECRET");
+        env.insert("MATCH_ON".into(), "displayName".into());
+        env.insert("CERTIFICATE_USER_ID_TEMPLATES".into(), "x509:<PN>{upn}".into());
+        env.insert("DRY_RUN".into(), "maybe".into());
+        env.insert("SYNC_SCHEDULE".into(), "0 */4 * * *".into());
+        let err = Settings::load(&env).unwrap_err();
+        let named: Vec<_> = err.problems.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(
+            named,
+            ["TENANT_A_ID", "TENANT_B_CLIENT_SECRET", "MATCH_ON", "CERTIFICATE_USER_ID_TEMPLATES", "DRY_RUN", "SYNC_SCHEDULE"],
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn secrets_never_appear_in_errors_or_debug_output() {
+        let mut env = minimal();
+        env.insert("AzureWebJobsStorage".into(), "AccountName=acct;AccountKey=c2VjcmV0LWtleQ==;Bogus".into());
+        let debug = format!("{:?}", Settings::load(&minimal()).unwrap());
+        assert!(!debug.contains("s3cr3t-value"), "{debug}");
+        let err = Settings::load(&env).map(|_| ()).unwrap_err().to_string();
+        assert!(!err.contains("c2VjcmV0LWtleQ=="), "{err}");
+    }
+
+    #[test]
+    fn pairs_parse_several_groups_per_side() {
+        let pairs = parse_pairs(
+            "aaaaaaaa-0000-0000-0000-000000000001, aaaaaaaa-0000-0000-0000-000000000002 -> bbbbbbbb-0000-0000-0000-000000000001; \
+             aaaaaaaa-0000-0000-0000-000000000003->bbbbbbbb-0000-0000-0000-000000000002",
+        )
+        .unwrap();
+        assert_eq!(pairs.len(), 2);
+        assert_eq!(pairs[0].source_groups.len(), 2);
+        assert_eq!(pairs[1].name, "pair-2");
+        for bad in ["", "aaaaaaaa-0000-0000-0000-000000000001", "x->y", "->bbbbbbbb-0000-0000-0000-000000000001"] {
+            assert!(parse_pairs(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn identity_based_storage_follows_the_functions_convention() {
+        let mut env = minimal();
+        env.remove("AzureWebJobsStorage");
+        env.insert("STORAGE_CONNECTION".into(), "CertSyncStorage".into());
+        env.insert("CertSyncStorage__blobServiceUri".into(), "https://acct.blob.core.windows.net".into());
+        env.insert("CertSyncStorage__clientId".into(), "44444444-4444-4444-4444-444444444444".into());
+        let s = Settings::load(&env).unwrap();
+        assert!(matches!(s.storage.connection, StorageConnection::Identity { .. }));
+        assert_eq!(s.storage.client_id.as_deref(), Some("44444444-4444-4444-4444-444444444444"));
+    }
+}

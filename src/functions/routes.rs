@@ -1,0 +1,93 @@
+//! The axum router the Functions host talks to.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use tracing::Instrument;
+
+use super::envelope::{EnvelopeError, InvocationRequest, InvocationResponse};
+use crate::config::WebhookSettings;
+use crate::sync::SyncService;
+
+/// The function names are the folder names next to host.json: the host posts to `/<name>`.
+pub const CERT_SYNC_FUNCTION: &str = "function-cert-sync";
+pub const WEBHOOK_FUNCTION: &str = "function-webhook";
+
+/// The host's header carrying the invocation id (host source `HttpWorkerConstants`).
+const INVOCATION_ID_HEADER: &str = "x-azure-functions-invocationid";
+
+/// Envelopes carry the webhook body as a string inside JSON; the webhook itself caps the body it accepts
+/// (`webhook::MAX_NOTIFICATION_BODY_BYTES`), this only bounds what the server buffers.
+const MAX_ENVELOPE_BYTES: usize = 8 * 1024 * 1024;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub sync: Arc<SyncService>,
+    pub webhook: Arc<WebhookSettings>,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        // Readiness: the host polls `GET /` until it gets any HTTP answer.
+        .route("/", get(|| async { "certsync custom handler is running" }))
+        .route(&format!("/{CERT_SYNC_FUNCTION}"), post(cert_sync))
+        .route(&format!("/{WEBHOOK_FUNCTION}"), post(webhook))
+        // No server-side timeout: the host enforces `functionTimeout` (host.json) on every invocation.
+        .layer(DefaultBodyLimit::max(MAX_ENVELOPE_BYTES))
+        .with_state(state)
+}
+
+fn invocation_id(headers: &HeaderMap) -> String {
+    headers.get(INVOCATION_ID_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("none").to_owned()
+}
+
+/// Parses the envelope; a body that is not one is a failed invocation, answered with the reason in `Logs`.
+fn parse_envelope(body: &Bytes) -> Result<InvocationRequest, Response> {
+    serde_json::from_slice(body).map_err(|e| {
+        let error = EnvelopeError::NotJson(e.to_string());
+        tracing::error!(%error, "rejected invocation");
+        failed(StatusCode::BAD_REQUEST, error.to_string())
+    })
+}
+
+/// A failed invocation: non-2xx, still the JSON envelope so the reason reaches the host's log.
+pub(super) fn failed(status: StatusCode, reason: String) -> Response {
+    let mut response = InvocationResponse::default();
+    response.log(reason);
+    (status, Json(response)).into_response()
+}
+
+async fn cert_sync(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let id = invocation_id(&headers);
+    let span = tracing::info_span!("invocation", function = CERT_SYNC_FUNCTION, invocation_id = %id);
+    async move {
+        let request = match parse_envelope(&body) {
+            Ok(request) => request,
+            Err(response) => return response,
+        };
+        let (status, response) = super::timer::handle(&state, &request, &id).await;
+        (status, Json(response)).into_response()
+    }
+    .instrument(span)
+    .await
+}
+
+async fn webhook(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let id = invocation_id(&headers);
+    let span = tracing::info_span!("invocation", function = WEBHOOK_FUNCTION, invocation_id = %id);
+    async move {
+        let request = match parse_envelope(&body) {
+            Ok(request) => request,
+            Err(response) => return response,
+        };
+        let (status, response) = super::webhook::handle(&state.webhook, &request);
+        (status, Json(response)).into_response()
+    }
+    .instrument(span)
+    .await
+}

@@ -1,0 +1,46 @@
+//! `function-cert-sync`: the timer-triggered full sync of every pair.
+
+use axum::http::StatusCode;
+use serde_json::json;
+
+use super::envelope::{InvocationRequest, InvocationResponse, TimerInfo};
+use super::routes::AppState;
+use crate::sync::{RunOutcome, RunRequest, Trigger};
+
+/// The binding name in `function-cert-sync/function.json`.
+pub const TIMER_BINDING: &str = "timer";
+
+pub async fn handle(state: &AppState, request: &InvocationRequest, invocation_id: &str) -> (StatusCode, InvocationResponse) {
+    let mut response = InvocationResponse::default();
+    let timer = match TimerInfo::from_invocation(request, TIMER_BINDING) {
+        Ok(timer) => timer,
+        Err(error) => {
+            tracing::error!(%error, "rejected timer invocation");
+            response.log(error.to_string());
+            return (StatusCode::BAD_REQUEST, response);
+        }
+    };
+    if timer.is_past_due {
+        // The host runs a missed schedule once, late (functions-bindings-timer): a full sync is idempotent, so run it.
+        tracing::warn!(last = ?timer.last, "timer is past due: running the missed sync now");
+        response.log("The timer was past due; running the missed full sync now.");
+    }
+    let report = state
+        .sync
+        .run(RunRequest { trigger: Trigger::Timer { past_due: timer.is_past_due }, invocation_id: Some(invocation_id.to_owned()), ..RunRequest::default() })
+        .await;
+    response.logs.extend(report.summary_lines());
+    response.return_value = json!({
+        "runId": report.run_id,
+        "outcome": report.outcome.label(),
+        "counts": report.totals(),
+        "logBlob": report.log_location.clone(),
+    });
+    // Users that failed individually are in the report; only a run that could not do its job fails the invocation,
+    // so the host's failure count (and alerts on it) mean something.
+    let status = match report.outcome {
+        RunOutcome::Failed { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::OK,
+    };
+    (status, response)
+}

@@ -1,0 +1,188 @@
+//! Matching Tenant A users to Tenant B users on a key.
+//!
+//! The runbook matched on the UPN part before `@` with a hashtable, so two users sharing a local part silently
+//! overwrote each other. Here a key held by two users on either side is *ambiguous*: both are reported and neither is
+//! written. Keys compare case-insensitively after trimming, as Entra compares UPNs and mail addresses.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Serialize;
+
+use super::template::Attribute;
+use crate::domain::UserId;
+use crate::graph::DirectoryUser;
+
+/// The attribute both sides are matched on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MatchKey(Attribute);
+
+impl MatchKey {
+    pub const CHOICES: &'static str = "upn-local-part, upn, mail, employee-id, sam-account-name, or extension:<property name>";
+
+    pub fn parse(text: &str) -> Option<Self> {
+        let attribute = match text.trim() {
+            "upn-local-part" => Attribute::LocalPart,
+            "upn" => Attribute::Upn,
+            "mail" => Attribute::Mail,
+            "employee-id" => Attribute::EmployeeId,
+            "sam-account-name" => Attribute::SamAccountName,
+            other => match other.strip_prefix("extension:") {
+                Some(name) if !name.trim().is_empty() => Attribute::Extension(name.trim().to_owned()),
+                _ => return None,
+            },
+        };
+        Some(Self(attribute))
+    }
+
+    pub fn attribute(&self) -> &Attribute {
+        &self.0
+    }
+
+    /// The normalised key of a user, or `None` when the user lacks the attribute.
+    pub fn key_of(&self, user: &DirectoryUser) -> Option<String> {
+        self.0.read(user).map(|v| v.trim().to_lowercase())
+    }
+}
+
+impl fmt::Display for MatchKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A user as the report shows it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct UserRef {
+    pub id: UserId,
+    pub user_principal_name: String,
+}
+
+impl From<&DirectoryUser> for UserRef {
+    fn from(user: &DirectoryUser) -> Self {
+        Self { id: user.id.clone(), user_principal_name: user.user_principal_name.clone() }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub enum Side {
+    #[serde(rename = "tenantA")]
+    TenantA,
+    #[serde(rename = "tenantB")]
+    TenantB,
+}
+
+/// A key held by more than one user on one side: none of the users with that key (on either side) is written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Ambiguity {
+    pub key: String,
+    pub side: Side,
+    pub users: Vec<UserRef>,
+}
+
+/// The result of matching one pair's members.
+#[derive(Debug, Default)]
+pub struct Matching<'a> {
+    /// (Tenant A user, Tenant B user).
+    pub matched: Vec<(&'a DirectoryUser, &'a DirectoryUser)>,
+    pub only_in_a: Vec<&'a DirectoryUser>,
+    pub only_in_b: Vec<&'a DirectoryUser>,
+    pub ambiguous: Vec<Ambiguity>,
+    /// Tenant B users whose match is ambiguous: left exactly as they are.
+    pub held_targets: Vec<&'a DirectoryUser>,
+    /// Users without the key attribute, with the side they are on.
+    pub without_key: Vec<(Side, &'a DirectoryUser)>,
+}
+
+pub fn match_users<'a>(key: &MatchKey, sources: &'a [DirectoryUser], targets: &'a [DirectoryUser]) -> Matching<'a> {
+    let mut matching = Matching::default();
+    let index = |side: Side, users: &'a [DirectoryUser], without_key: &mut Vec<(Side, &'a DirectoryUser)>| {
+        let mut by_key: BTreeMap<String, Vec<&'a DirectoryUser>> = BTreeMap::new();
+        for user in users {
+            match key.key_of(user) {
+                Some(k) => by_key.entry(k).or_default().push(user),
+                None => without_key.push((side, user)),
+            }
+        }
+        by_key
+    };
+    let source_keys = index(Side::TenantA, sources, &mut matching.without_key);
+    let target_keys = index(Side::TenantB, targets, &mut matching.without_key);
+
+    let ambiguity = |key: &str, side: Side, users: &[&DirectoryUser]| Ambiguity {
+        key: key.to_owned(),
+        side,
+        users: users.iter().map(|u| UserRef::from(*u)).collect(),
+    };
+    for (k, source_users) in &source_keys {
+        let target_users = target_keys.get(k).map(Vec::as_slice).unwrap_or_default();
+        let mut is_ambiguous = false;
+        if source_users.len() > 1 {
+            matching.ambiguous.push(ambiguity(k, Side::TenantA, source_users));
+            is_ambiguous = true;
+        }
+        if target_users.len() > 1 {
+            matching.ambiguous.push(ambiguity(k, Side::TenantB, target_users));
+            is_ambiguous = true;
+        }
+        match (is_ambiguous, target_users) {
+            (true, _) => matching.held_targets.extend(target_users.iter().copied()),
+            (false, [target]) => matching.matched.push((source_users[0], *target)),
+            (false, _) => matching.only_in_a.push(source_users[0]),
+        }
+    }
+    for (k, target_users) in &target_keys {
+        if source_keys.contains_key(k) {
+            continue;
+        }
+        if target_users.len() > 1 {
+            matching.ambiguous.push(ambiguity(k, Side::TenantB, target_users));
+            matching.held_targets.extend(target_users.iter().copied());
+        } else {
+            matching.only_in_b.push(target_users[0]);
+        }
+    }
+    matching
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sync::testing::user;
+
+    #[test]
+    fn matches_on_the_upn_local_part_case_insensitively() {
+        let a = [user("Alice@tenant-a.example").build()];
+        let b = [user("alice@tenant-b.example").build()];
+        let m = match_users(&MatchKey::parse("upn-local-part").unwrap(), &a, &b);
+        assert_eq!(m.matched.len(), 1);
+        assert!(m.only_in_a.is_empty() && m.only_in_b.is_empty());
+    }
+
+    #[test]
+    fn a_key_shared_by_two_users_on_either_side_is_ambiguous_and_never_matched() {
+        let a = [user("jdoe@a.example").build(), user("JDoe@a2.example").build(), user("kim@a.example").build()];
+        let b = [user("jdoe@b.example").build(), user("kim@b.example").build(), user("kim@b2.example").build()];
+        let m = match_users(&MatchKey::parse("upn-local-part").unwrap(), &a, &b);
+        assert!(m.matched.is_empty(), "{:?}", m.matched);
+        assert_eq!(m.ambiguous.len(), 2);
+        assert_eq!(m.held_targets.len(), 3, "jdoe in B and both kims are held");
+        assert!(m.ambiguous.iter().all(|a| a.users.len() == 2));
+    }
+
+    #[test]
+    fn users_without_the_key_are_listed_not_matched() {
+        let a = [user("x@a.example").build()];
+        let b = [user("x@b.example").mail("x@contoso.com").build()];
+        let m = match_users(&MatchKey::parse("mail").unwrap(), &a, &b);
+        assert_eq!(m.without_key.len(), 1);
+        assert_eq!(m.only_in_b.len(), 1);
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        assert!(MatchKey::parse("displayName").is_none());
+        assert!(MatchKey::parse("extension:").is_none());
+        assert!(MatchKey::parse("extension:extension_abc_badge").is_some());
+    }
+}

@@ -1,0 +1,137 @@
+//! Observing: read everything the planner needs, and nothing more.
+//!
+//! Per group one paged member read (`$top=999`, only the selected properties) plus the client's one `$count`; then
+//! only the ledger users that are in no Tenant B group any more. A run where nothing changed therefore costs the
+//! member pages and a constant, however many users there are. Any failed membership read fails the run: planning on
+//! a partial member list would look like users leaving, and remove their values.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use futures::future::try_join_all;
+
+use super::ledger::LedgerState;
+use super::plan::{Observed, ObservedPair};
+use super::template::Attribute;
+use crate::config::SyncSettings;
+use crate::domain::{GroupId, UserId};
+use crate::graph::{DirectoryUser, GraphClient, GraphError, GroupMembers, MembershipScope, USER_SELECT};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ObserveError {
+    #[error("reading the members of Tenant {side} group {group} failed, so nothing was written: {source}")]
+    Members {
+        side: char,
+        group: GroupId,
+        #[source]
+        source: GraphError,
+    },
+    #[error("re-reading {count} Tenant B users that left every group failed, so nothing was written: {source}")]
+    Departed {
+        count: usize,
+        #[source]
+        source: GraphError,
+    },
+}
+
+/// The properties to read on each side: the match key and every template attribute, plus on Tenant B the
+/// certificateUserIds and sync state. `authorizationInfo` is only returned when selected [group-list-members].
+pub fn selects(settings: &SyncSettings) -> (Vec<String>, Vec<String>) {
+    let mut source: Vec<String> = vec!["id".into(), "userPrincipalName".into()];
+    let extra = |attribute: &Attribute, list: &mut Vec<String>| {
+        let property = attribute.graph_property().to_owned();
+        if !list.contains(&property) {
+            list.push(property);
+        }
+    };
+    extra(settings.match_key.attribute(), &mut source);
+    for template in &settings.templates {
+        for attribute in template.attributes() {
+            extra(attribute, &mut source);
+        }
+    }
+    let mut target: Vec<String> = USER_SELECT.iter().map(|s| s.to_string()).collect();
+    extra(settings.match_key.attribute(), &mut target);
+    (source, target)
+}
+
+async fn read_groups(
+    client: &GraphClient,
+    side: char,
+    groups: &BTreeSet<&GroupId>,
+    scope: MembershipScope,
+    select: &[String],
+) -> Result<HashMap<GroupId, GroupMembers>, ObserveError> {
+    let select: Vec<&str> = select.iter().map(String::as_str).collect();
+    let reads = groups.iter().map(|group| {
+        let select = &select;
+        async move {
+            client
+                .group_members(group, scope, select)
+                .await
+                .map(|members| ((*group).clone(), members))
+                .map_err(|source| ObserveError::Members { side, group: (*group).clone(), source })
+        }
+    });
+    Ok(try_join_all(reads).await?.into_iter().collect())
+}
+
+/// Users of several groups, each once.
+fn union(groups: &[GroupId], members: &HashMap<GroupId, GroupMembers>) -> (Vec<DirectoryUser>, u64) {
+    let mut users: BTreeMap<UserId, DirectoryUser> = BTreeMap::new();
+    let mut non_users = 0;
+    for group in groups {
+        if let Some(m) = members.get(group) {
+            non_users += m.non_user_members + m.unreadable_users;
+            for user in &m.users {
+                users.entry(user.id.clone()).or_insert_with(|| user.clone());
+            }
+        }
+    }
+    (users.into_values().collect(), non_users)
+}
+
+pub async fn observe(
+    settings: &SyncSettings,
+    source: &GraphClient,
+    target: &GraphClient,
+    ledger: LedgerState,
+) -> Result<Observed, ObserveError> {
+    let scope = if settings.transitive_membership { MembershipScope::Transitive } else { MembershipScope::Direct };
+    let (source_select, target_select) = selects(settings);
+    let source_groups: BTreeSet<&GroupId> = settings.pairs.iter().flat_map(|p| &p.source_groups).collect();
+    let target_groups: BTreeSet<&GroupId> = settings.pairs.iter().flat_map(|p| &p.target_groups).collect();
+    let (source_members, target_members) = futures::try_join!(
+        read_groups(source, 'A', &source_groups, scope, &source_select),
+        read_groups(target, 'B', &target_groups, scope, &target_select),
+    )?;
+
+    let mut pairs = Vec::with_capacity(settings.pairs.len());
+    let mut seen_targets: BTreeSet<UserId> = BTreeSet::new();
+    for pair in &settings.pairs {
+        let (source_users, source_non_user_members) = union(&pair.source_groups, &source_members);
+        let (target_users, target_non_user_members) = union(&pair.target_groups, &target_members);
+        seen_targets.extend(target_users.iter().map(|u| u.id.clone()));
+        pairs.push(ObservedPair { name: pair.name.clone(), source_users, target_users, source_non_user_members, target_non_user_members });
+    }
+
+    let departed_ids: Vec<UserId> = ledger
+        .ledger()
+        .map(|l| l.users.keys().filter(|id| !seen_targets.contains(*id)).cloned().collect())
+        .unwrap_or_default();
+    let mut departed_targets = Vec::new();
+    let mut deleted_targets = Vec::new();
+    if !departed_ids.is_empty() {
+        let select: Vec<&str> = target_select.iter().map(String::as_str).collect();
+        let found = target
+            .get_users(&departed_ids, &select)
+            .await
+            .map_err(|source| ObserveError::Departed { count: departed_ids.len(), source })?;
+        for (id, user) in found {
+            match user {
+                Some(user) => departed_targets.push(user),
+                None => deleted_targets.push(id),
+            }
+        }
+    }
+    Ok(Observed { pairs, departed_targets, deleted_targets, ledger })
+}

@@ -1,0 +1,342 @@
+//! Planning: a pure function from what was observed to the exact final value list of every user that changes.
+//!
+//! No I/O, no clock, no async (style: omicron's planner/executor split). Apply only executes what is here, re-merging
+//! with a fresher read of each user through the same [`merge`] so a concurrent administrator edit is never lost.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde::Serialize;
+
+use super::ledger::{Ledger, LedgerState};
+use super::matching::{Ambiguity, MatchKey, Side, UserRef, match_users};
+use super::template::Template;
+use crate::config::RemovalThreshold;
+use crate::domain::{MAX_VALUES_PER_USER, UserId};
+use crate::graph::DirectoryUser;
+
+/// One pair's members as read from Graph.
+#[derive(Debug, Clone, Default)]
+pub struct ObservedPair {
+    pub name: String,
+    /// Users of the pair's Tenant A groups (deduplicated by id).
+    pub source_users: Vec<DirectoryUser>,
+    /// Users of the pair's Tenant B groups (deduplicated by id), with their current certificateUserIds.
+    pub target_users: Vec<DirectoryUser>,
+    pub source_non_user_members: u64,
+    pub target_non_user_members: u64,
+}
+
+/// Everything the planner looks at.
+#[derive(Debug, Clone)]
+pub struct Observed {
+    pub pairs: Vec<ObservedPair>,
+    /// Ledger users that are in no Tenant B group any more, re-read so their owned values can be removed.
+    pub departed_targets: Vec<DirectoryUser>,
+    /// Ledger users Graph no longer knows (deleted): their ledger entries are dropped.
+    pub deleted_targets: Vec<UserId>,
+    pub ledger: LedgerState,
+}
+
+/// What the planner needs from the settings.
+#[derive(Debug, Clone)]
+pub struct PlanSettings {
+    pub match_key: MatchKey,
+    pub templates: Vec<Template>,
+    pub removal_threshold: RemovalThreshold,
+    pub allow_mass_removal: bool,
+}
+
+/// One user's change: the plan states the exact list to write.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserChange {
+    pub user: UserRef,
+    pub before: Vec<String>,
+    pub after: Vec<String>,
+    pub add: Vec<String>,
+    pub remove: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Skip {
+    pub user: UserRef,
+    pub side: Side,
+    pub reason: String,
+}
+
+/// A value the plan wanted to add that another user already holds (values are unique per tenant).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Conflict {
+    pub user: UserRef,
+    pub value: String,
+    pub holder_id: String,
+    pub holder_user_principal_name: Option<String>,
+}
+
+/// Per-pair matching results for the report.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PairOutcome {
+    pub name: String,
+    pub matched: usize,
+    pub only_in_a: Vec<UserRef>,
+    pub only_in_b: Vec<UserRef>,
+    pub ambiguous: Vec<Ambiguity>,
+    pub without_key: Vec<Skip>,
+    pub non_user_members_a: u64,
+    pub non_user_members_b: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HeldBackRemovals {
+    pub users: usize,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Plan {
+    pub pairs: Vec<PairOutcome>,
+    pub changes: Vec<UserChange>,
+    /// Matched users whose values are already right.
+    pub unchanged: usize,
+    pub skipped: Vec<Skip>,
+    pub conflicts: Vec<Conflict>,
+    /// Why removals are off for this run (ledger missing or unreadable), if they are.
+    pub removals_disabled: Option<String>,
+    /// Removals the safety threshold held back.
+    pub removals_held_back: Option<HeldBackRemovals>,
+    /// The ledger as it should be once every change succeeds (entries of deleted users dropped, stale values pruned).
+    #[serde(skip)]
+    pub ledger_after: Ledger,
+    /// Whether `ledger_after` differs from the ledger that was read (so a write is due even with no user change).
+    #[serde(skip)]
+    pub ledger_changed: bool,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty() && !self.ledger_changed
+    }
+}
+
+/// The final list: `current` in order without `remove`, then each of `add` not already there.
+pub fn merge(current: &[String], add: &[String], remove: &[String]) -> Vec<String> {
+    let mut after: Vec<String> = current.iter().filter(|v| !remove.contains(v)).cloned().collect();
+    for value in add {
+        if !after.contains(value) {
+            after.push(value.clone());
+        }
+    }
+    after
+}
+
+/// What one Tenant B user should hold, from every pair it is matched in.
+#[derive(Default)]
+struct Desire<'a> {
+    user: Option<&'a DirectoryUser>,
+    values: Vec<String>,
+    held: bool,
+    missing: Vec<String>,
+}
+
+pub fn plan(observed: &Observed, settings: &PlanSettings) -> Plan {
+    let mut result = Plan::default();
+    let empty = Ledger::new();
+    let (ledger, removals_allowed) = match &observed.ledger {
+        LedgerState::Loaded(ledger) => (ledger, true),
+        LedgerState::Missing => {
+            result.removals_disabled = Some("no ownership ledger exists yet, so no value is known to be ours: nothing is removed in this run".to_owned());
+            (&empty, false)
+        }
+        LedgerState::Unreadable(reason) => {
+            result.removals_disabled = Some(format!("the ownership ledger cannot be read ({reason}): nothing is removed in this run"));
+            (&empty, false)
+        }
+    };
+
+    // 1. Match every pair; collect each target user's desired values.
+    let mut desires: BTreeMap<UserId, Desire<'_>> = BTreeMap::new();
+    for pair in &observed.pairs {
+        let matching = match_users(&settings.match_key, &pair.source_users, &pair.target_users);
+        let mut outcome = PairOutcome {
+            name: pair.name.clone(),
+            matched: matching.matched.len(),
+            only_in_a: matching.only_in_a.iter().map(|u| UserRef::from(*u)).collect(),
+            only_in_b: matching.only_in_b.iter().map(|u| UserRef::from(*u)).collect(),
+            ambiguous: matching.ambiguous.clone(),
+            without_key: matching
+                .without_key
+                .iter()
+                .map(|(side, u)| Skip { user: UserRef::from(*u), side: *side, reason: format!("has no {} to match on", settings.match_key) })
+                .collect(),
+            non_user_members_a: pair.source_non_user_members,
+            non_user_members_b: pair.target_non_user_members,
+        };
+        for target in pair.target_users.iter() {
+            desires.entry(target.id.clone()).or_default().user = Some(target);
+        }
+        for target in &matching.held_targets {
+            desires.entry(target.id.clone()).or_default().held = true;
+        }
+        for (source, target) in &matching.matched {
+            let desire = desires.entry(target.id.clone()).or_default();
+            for template in &settings.templates {
+                match template.render(source) {
+                    Ok(value) => {
+                        let value = value.to_string();
+                        if !desire.values.contains(&value) {
+                            desire.values.push(value);
+                        }
+                    }
+                    Err(reason) => desire.missing.push(format!("{} ({})", reason, source.user_principal_name)),
+                }
+            }
+        }
+        outcome.only_in_a.sort();
+        outcome.only_in_b.sort();
+        result.pairs.push(outcome);
+    }
+    for departed in &observed.departed_targets {
+        desires.entry(departed.id.clone()).or_default().user = Some(departed);
+    }
+
+    // 2. Removals first, so the additions below know which values are being freed.
+    let mut holders: HashMap<&str, &DirectoryUser> = HashMap::new();
+    for desire in desires.values() {
+        if let Some(user) = desire.user {
+            for value in &user.certificate_user_ids {
+                holders.insert(value.as_str(), user);
+            }
+        }
+    }
+    // Values this run gives to someone: a second user wanting the same value is a conflict, not a second write.
+    let mut given: HashMap<String, &DirectoryUser> = HashMap::new();
+    let mut removals: BTreeMap<UserId, Vec<String>> = BTreeMap::new();
+    let mut freed: BTreeSet<String> = BTreeSet::new();
+    for (id, desire) in &desires {
+        let Some(user) = desire.user else { continue };
+        if desire.held || !removals_allowed || user.on_premises_sync_enabled == Some(true) {
+            continue;
+        }
+        let owned = ledger.owned(id);
+        let remove: Vec<String> =
+            user.certificate_user_ids.iter().filter(|v| owned.contains(v) && !desire.values.contains(v)).cloned().collect();
+        if !remove.is_empty() {
+            freed.extend(remove.iter().cloned());
+            removals.insert(id.clone(), remove);
+        }
+    }
+
+    // 3. The safety threshold, like Entra Connect's accidental-delete prevention.
+    if !removals.is_empty() && !settings.allow_mass_removal {
+        let losing = removals.len();
+        let holding = ledger.users.len().max(1);
+        let share = losing as f64 * 100.0 / holding as f64;
+        let threshold = settings.removal_threshold;
+        let reason = if losing > threshold.max_users {
+            Some(format!("{losing} users would lose values, more than the threshold of {} (REMOVAL_THRESHOLD_USERS)", threshold.max_users))
+        } else if losing >= RemovalThreshold::MIN_USERS_FOR_SHARE && share > threshold.max_percent {
+            Some(format!(
+                "{losing} of {holding} users holding our values ({share:.0}%) would lose them, more than {}% (REMOVAL_THRESHOLD_PERCENT)",
+                threshold.max_percent
+            ))
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            result.removals_held_back = Some(HeldBackRemovals {
+                users: losing,
+                reason: format!("{reason}; removals were not applied. Check the group membership, then run once with --allow-mass-removal (or ALLOW_MASS_REMOVAL=true)"),
+            });
+            removals.clear();
+            freed.clear();
+        }
+    }
+
+    // 4. Each user's final list.
+    let mut ledger_after = ledger.clone();
+    for deleted in &observed.deleted_targets {
+        ledger_after.set(deleted.clone(), Vec::new());
+    }
+    for (id, desire) in &desires {
+        let Some(user) = desire.user else { continue };
+        let user_ref = UserRef::from(user);
+        let skip = |reason: String| Skip { user: user_ref.clone(), side: Side::TenantB, reason };
+        if desire.held {
+            result.skipped.push(skip("its match is ambiguous (see the pair's ambiguous keys): left unchanged".to_owned()));
+            continue;
+        }
+        for missing in &desire.missing {
+            result.skipped.push(skip(missing.clone()));
+        }
+        let current = &user.certificate_user_ids;
+        let remove = removals.remove(id).unwrap_or_default();
+        let mut add = Vec::new();
+        for value in desire.values.iter().filter(|v| !current.contains(v)) {
+            match holders.get(value.as_str()) {
+                Some(holder) if holder.id != user.id && !freed.contains(value) => result.conflicts.push(Conflict {
+                    user: user_ref.clone(),
+                    value: value.clone(),
+                    holder_id: holder.id.to_string(),
+                    holder_user_principal_name: Some(holder.user_principal_name.clone()),
+                }),
+                _ => match given.get(value) {
+                    Some(other) => result.conflicts.push(Conflict {
+                        user: user_ref.clone(),
+                        value: value.clone(),
+                        holder_id: other.id.to_string(),
+                        holder_user_principal_name: Some(other.user_principal_name.clone()),
+                    }),
+                    None => add.push(value.clone()),
+                },
+            }
+        }
+        let room = MAX_VALUES_PER_USER.saturating_sub(current.len() - remove.len());
+        if add.len() > room {
+            let overflow = add.split_off(room);
+            result.skipped.push(skip(format!(
+                "would exceed the limit of {MAX_VALUES_PER_USER} certificateUserIds values; not added: {}",
+                overflow.join(", ")
+            )));
+        }
+        if (!add.is_empty() || !remove.is_empty()) && user.on_premises_sync_enabled == Some(true) {
+            result.skipped.push(skip("is synchronized from on-premises: its certificateUserIds can only be set through Microsoft Entra Connect".to_owned()));
+            continue;
+        }
+        if let LedgerState::Unreadable(_) = observed.ledger {
+            // Without a readable ledger an addition could not be recorded as ours, and the ledger is never replaced.
+            result.skipped.push(skip("not written: the ownership ledger cannot be read (see removalsDisabled)".to_owned()));
+            continue;
+        }
+        for value in &add {
+            given.insert(value.clone(), user);
+        }
+        // The ledger keeps only owned values still on the user, plus what this run adds.
+        let owned = ledger.owned(id);
+        let after = merge(current, &add, &remove);
+        let mut kept: Vec<String> = owned.iter().filter(|v| after.contains(v)).cloned().collect();
+        for value in &add {
+            if !kept.contains(value) {
+                kept.push(value.clone());
+            }
+        }
+        ledger_after.set(id.clone(), kept);
+        if add.is_empty() && remove.is_empty() {
+            if !desire.values.is_empty() {
+                result.unchanged += 1;
+            }
+            continue;
+        }
+        result.changes.push(UserChange { user: user_ref, before: current.clone(), after, add, remove });
+    }
+    result.ledger_changed = ledger_after != *ledger || matches!(observed.ledger, LedgerState::Missing) && !ledger_after.users.is_empty();
+    result.ledger_after = ledger_after;
+    result
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,273 @@
+//! Planner tests: scenarios that read like sentences, then properties over random directories.
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::sync::testing::user;
+
+fn settings(templates: &[&str]) -> PlanSettings {
+    PlanSettings {
+        match_key: MatchKey::parse("upn-local-part").unwrap(),
+        templates: templates.iter().map(|t| Template::parse(t).unwrap()).collect(),
+        removal_threshold: RemovalThreshold { max_users: 500, max_percent: 20.0 },
+        allow_mass_removal: false,
+    }
+}
+
+fn observed(sources: Vec<DirectoryUser>, targets: Vec<DirectoryUser>, ledger: LedgerState) -> Observed {
+    Observed {
+        pairs: vec![ObservedPair { name: "pair-1".into(), source_users: sources, target_users: targets, ..Default::default() }],
+        departed_targets: vec![],
+        deleted_targets: vec![],
+        ledger,
+    }
+}
+
+fn ledger_with(entries: &[(&DirectoryUser, &[&str])]) -> LedgerState {
+    let mut ledger = Ledger::new();
+    for (user, values) in entries {
+        ledger.set(user.id.clone(), values.iter().map(|v| v.to_string()).collect());
+    }
+    LedgerState::Loaded(ledger)
+}
+
+#[test]
+fn a_matched_user_gets_the_value_and_it_is_recorded_as_ours() {
+    let alice_a = user("alice@a.example").build();
+    let alice_b = user("alice@b.example").build();
+    let plan = plan(&observed(vec![alice_a], vec![alice_b.clone()], LedgerState::Missing), &settings(&["subject-cn"]));
+    assert_eq!(plan.changes.len(), 1);
+    assert_eq!(plan.changes[0].after, ["X509:<S>CN=alice"]);
+    assert_eq!(plan.ledger_after.owned(&alice_b.id), ["X509:<S>CN=alice"]);
+    assert!(plan.ledger_changed);
+}
+
+#[test]
+fn an_administrators_value_is_kept_in_place_and_in_order() {
+    let bob_a = user("bob@a.example").build();
+    let bob_b = user("bob@b.example").values(["X509:<PN>bob@partner.example", "X509:<S>CN=old"]).build();
+    let ledger = ledger_with(&[(&bob_b, &["X509:<S>CN=old"])]);
+    let plan = plan(&observed(vec![bob_a], vec![bob_b], ledger), &settings(&["subject-cn"]));
+    let change = &plan.changes[0];
+    assert_eq!(change.remove, ["X509:<S>CN=old"], "only our stale value goes");
+    assert_eq!(change.after, ["X509:<PN>bob@partner.example", "X509:<S>CN=bob"]);
+}
+
+#[test]
+fn a_user_who_left_the_group_loses_only_our_values() {
+    let carol_b = user("carol@b.example").values(["X509:<S>CN=carol", "X509:<PN>keep@me"]).build();
+    let mut observed = observed(vec![], vec![], ledger_with(&[(&carol_b, &["X509:<S>CN=carol"])]));
+    observed.departed_targets.push(carol_b.clone());
+    let plan = plan(&observed, &settings(&["subject-cn"]));
+    assert_eq!(plan.changes[0].after, ["X509:<PN>keep@me"]);
+    assert!(plan.ledger_after.owned(&carol_b.id).is_empty());
+}
+
+#[test]
+fn without_a_ledger_nothing_is_removed_and_the_plan_says_why() {
+    let dave_b = user("dave@b.example").values(["X509:<S>CN=dave"]).build();
+    let mut observed = observed(vec![], vec![], LedgerState::Missing);
+    observed.departed_targets.push(dave_b);
+    let plan = plan(&observed, &settings(&["subject-cn"]));
+    assert!(plan.changes.is_empty());
+    assert!(plan.removals_disabled.as_deref().unwrap().contains("no ownership ledger"));
+}
+
+#[test]
+fn an_unreadable_ledger_stops_every_write() {
+    let erin_a = user("erin@a.example").build();
+    let erin_b = user("erin@b.example").build();
+    let plan = plan(&observed(vec![erin_a], vec![erin_b], LedgerState::Unreadable("bad JSON".into())), &settings(&["subject-cn"]));
+    assert!(plan.changes.is_empty());
+    assert!(plan.skipped.iter().any(|s| s.reason.contains("ledger cannot be read")));
+    assert!(!plan.ledger_changed);
+}
+
+#[test]
+fn a_synced_user_is_skipped_with_the_reason() {
+    let frank_a = user("frank@a.example").build();
+    let frank_b = user("frank@b.example").synced().build();
+    let plan = plan(&observed(vec![frank_a], vec![frank_b], LedgerState::Missing), &settings(&["subject-cn"]));
+    assert!(plan.changes.is_empty());
+    assert!(plan.skipped[0].reason.contains("Microsoft Entra Connect"));
+}
+
+#[test]
+fn a_value_held_by_another_user_is_a_conflict_naming_the_holder() {
+    let gina_a = user("gina@a.example").build();
+    let gina_b = user("gina@b.example").build();
+    let other = user("someone@b.example").values(["X509:<S>CN=gina"]).build();
+    let plan = plan(&observed(vec![gina_a], vec![gina_b, other.clone()], LedgerState::Missing), &settings(&["subject-cn"]));
+    assert!(plan.changes.is_empty());
+    assert_eq!(plan.conflicts[0].holder_id, other.id.to_string());
+}
+
+#[test]
+fn a_value_moving_from_one_user_to_another_is_not_a_conflict() {
+    // Hank's key moved from one Tenant B account to another: the old one loses our value, the new one gets it.
+    let hank_a = user("hank@a.example").build();
+    let old = user("hank.old@b.example").values(["X509:<S>CN=hank"]).build();
+    let new = user("hank@b.example").build();
+    let mut observed = observed(vec![hank_a], vec![new.clone()], ledger_with(&[(&old, &["X509:<S>CN=hank"])]));
+    observed.departed_targets.push(old);
+    let plan = plan(&observed, &settings(&["subject-cn"]));
+    assert!(plan.conflicts.is_empty(), "{:?}", plan.conflicts);
+    assert_eq!(plan.changes.len(), 2);
+}
+
+#[test]
+fn the_ten_value_limit_is_never_exceeded_and_the_overflow_is_reported() {
+    let ivy_a = user("ivy@a.example").mail("ivy@contoso.com").build();
+    let nine: Vec<String> = (0..9).map(|i| format!("X509:<PN>admin{i}@x")).collect();
+    let mut ivy_b = user("ivy@b.example").build();
+    ivy_b.certificate_user_ids = nine;
+    let plan = plan(&observed(vec![ivy_a], vec![ivy_b], LedgerState::Missing), &settings(&["subject-cn", "rfc822"]));
+    assert_eq!(plan.changes[0].after.len(), 10);
+    assert!(plan.skipped.iter().any(|s| s.reason.contains("limit of 10") && s.reason.contains("X509:<RFC822>ivy@contoso.com")));
+}
+
+#[test]
+fn mass_removals_are_held_back_above_the_threshold_unless_allowed() {
+    let targets: Vec<DirectoryUser> = (0..12).map(|i| user(&format!("u{i}@b.example")).values([&*format!("X509:<S>CN=u{i}")]).build()).collect();
+    let entries: Vec<(&DirectoryUser, Vec<&str>)> = targets.iter().map(|u| (u, vec![u.certificate_user_ids[0].as_str()])).collect();
+    let entries: Vec<(&DirectoryUser, &[&str])> = entries.iter().map(|(u, v)| (*u, v.as_slice())).collect();
+    // Everyone left the Tenant A group: 12 of 12 users would lose values.
+    let observed = observed(vec![], targets.clone(), ledger_with(&entries));
+    let held = plan(&observed, &settings(&["subject-cn"]));
+    assert!(held.changes.is_empty());
+    assert_eq!(held.removals_held_back.as_ref().unwrap().users, 12);
+    let mut allowed = settings(&["subject-cn"]);
+    allowed.allow_mass_removal = true;
+    assert_eq!(plan(&observed, &allowed).changes.len(), 12);
+}
+
+#[test]
+fn an_ambiguous_local_part_is_never_written() {
+    let a1 = user("jdoe@a.example").build();
+    let a2 = user("jdoe@a-sub.example").build();
+    let b = user("jdoe@b.example").build();
+    let plan = plan(&observed(vec![a1, a2], vec![b], LedgerState::Missing), &settings(&["subject-cn"]));
+    assert!(plan.changes.is_empty());
+    assert_eq!(plan.pairs[0].ambiguous.len(), 1);
+}
+
+// ---- properties ----
+
+const VALUES: &[&str] = &["X509:<S>CN=u0", "X509:<S>CN=u1", "X509:<S>CN=u2", "X509:<PN>a@x", "X509:<PN>b@x", "X509:<PN>c@x", "X509:<RFC822>m@x"];
+
+prop_compose! {
+    /// A small random directory: users u0..u5 in Tenant B with random values, a random subset (with possible duplicate
+    /// local parts) in Tenant A, and a random ledger that may claim values the users hold or not.
+    fn directory()(
+        in_a in proptest::collection::vec(0usize..6, 0..6),
+        in_b in proptest::collection::btree_set(0usize..6, 0..6),
+        held in proptest::collection::vec(proptest::collection::btree_set(0usize..VALUES.len(), 0..4), 6),
+        owned in proptest::collection::vec(proptest::collection::btree_set(0usize..VALUES.len(), 0..3), 6),
+        synced in proptest::collection::vec(proptest::bool::weighted(0.15), 6),
+        ledger_known in proptest::bool::weighted(0.8),
+    ) -> Observed {
+        let ids: Vec<UserId> = (0..6).map(|i| UserId::parse(&format!("00000000-0000-0000-0000-00000000000{i}")).unwrap()).collect();
+        // Values are unique in a tenant: a value goes to the first user that draws it.
+        let mut taken = BTreeSet::new();
+        let targets: Vec<DirectoryUser> = (0..6).map(|i| {
+            let mut u = user(&format!("u{i}@b.example")).id(&ids[i]).build();
+            u.certificate_user_ids = held[i].iter().filter(|v| taken.insert(**v)).map(|v| VALUES[*v].to_owned()).collect();
+            if synced[i] { u.on_premises_sync_enabled = Some(true); }
+            u
+        }).collect();
+        let sources: Vec<DirectoryUser> = in_a.iter().map(|i| user(&format!("u{i}@a.example")).build()).collect();
+        let mut ledger = Ledger::new();
+        for i in 0..6 {
+            ledger.set(ids[i].clone(), owned[i].iter().map(|v| VALUES[*v].to_owned()).collect());
+        }
+        let (in_groups, departed): (Vec<_>, Vec<_>) = targets.into_iter().enumerate().partition(|(i, _)| in_b.contains(i));
+        Observed {
+            pairs: vec![ObservedPair { name: "p".into(), source_users: sources, target_users: in_groups.into_iter().map(|(_, u)| u).collect(), ..Default::default() }],
+            departed_targets: departed.into_iter().map(|(_, u)| u).collect(),
+            deleted_targets: vec![],
+            ledger: if ledger_known { LedgerState::Loaded(ledger) } else { LedgerState::Missing },
+        }
+    }
+}
+
+fn all_targets(observed: &Observed) -> impl Iterator<Item = &DirectoryUser> {
+    observed.pairs.iter().flat_map(|p| p.target_users.iter()).chain(observed.departed_targets.iter())
+}
+
+/// Applies a plan to the observation as Graph would, giving the next run's observation.
+fn applied(observed: &Observed, plan: &Plan) -> Observed {
+    let mut next = observed.clone();
+    let after: HashMap<&UserId, &UserChange> = plan.changes.iter().map(|c| (plan_user_id(c), c)).collect();
+    let update = |u: &mut DirectoryUser| {
+        if let Some(change) = after.get(&u.id) {
+            u.certificate_user_ids = change.after.clone();
+        }
+    };
+    next.pairs.iter_mut().for_each(|p| p.target_users.iter_mut().for_each(update));
+    next.departed_targets.iter_mut().for_each(update);
+    next.ledger = LedgerState::Loaded(plan.ledger_after.clone());
+    next
+}
+
+fn plan_user_id(change: &UserChange) -> &UserId {
+    &change.user.id
+}
+
+fn prop_settings() -> PlanSettings {
+    let mut s = settings(&["subject-cn", "X509:<PN>{localpart}@x"]);
+    s.allow_mass_removal = true;
+    s
+}
+
+proptest! {
+    #[test]
+    fn values_not_in_the_ledger_are_never_removed(observed in directory()) {
+        let plan = plan(&observed, &prop_settings());
+        let ledger = observed.ledger.ledger().cloned().unwrap_or_default();
+        for change in &plan.changes {
+            let id = plan_user_id(change);
+            for removed in &change.remove {
+                prop_assert!(ledger.owned(id).contains(removed), "removed {removed} that the ledger does not own");
+            }
+            for value in &change.before {
+                prop_assert!(change.after.contains(value) || change.remove.contains(value));
+            }
+        }
+    }
+
+    #[test]
+    fn applying_a_plan_then_planning_again_gives_an_empty_plan(observed in directory()) {
+        let first = plan(&observed, &prop_settings());
+        let second = plan(&applied(&observed, &first), &prop_settings());
+        prop_assert!(second.changes.is_empty(), "second plan still changes {:?}", second.changes);
+        prop_assert!(!second.ledger_changed);
+    }
+
+    #[test]
+    fn the_result_never_exceeds_ten_values_nor_holds_a_duplicate(observed in directory()) {
+        let plan = plan(&observed, &prop_settings());
+        let mut everywhere = BTreeSet::new();
+        let changed: BTreeSet<&str> = plan.changes.iter().map(|c| c.user.id.as_str()).collect();
+        for change in &plan.changes {
+            prop_assert!(change.after.len() <= MAX_VALUES_PER_USER);
+            let unique: BTreeSet<_> = change.after.iter().collect();
+            prop_assert_eq!(unique.len(), change.after.len());
+            for v in &change.after { prop_assert!(everywhere.insert(v.clone()), "{} would be on two users", v); }
+        }
+        for user in all_targets(&observed).filter(|u| !changed.contains(u.id.as_str())) {
+            for v in &user.certificate_user_ids { prop_assert!(everywhere.insert(v.clone()), "{} would be on two users", v); }
+        }
+    }
+
+    #[test]
+    fn ambiguous_keys_never_produce_writes(observed in directory()) {
+        let plan = plan(&observed, &prop_settings());
+        let ambiguous: BTreeSet<String> = plan.pairs.iter().flat_map(|p| p.ambiguous.iter()).map(|a| a.key.clone()).collect();
+        // A user who left the Tenant B group takes no part in matching: only members with an ambiguous key are held.
+        let members: BTreeSet<&UserId> = observed.pairs.iter().flat_map(|p| p.target_users.iter()).map(|u| &u.id).collect();
+        for change in plan.changes.iter().filter(|c| members.contains(&c.user.id)) {
+            let local = change.user.user_principal_name.split('@').next().unwrap().to_lowercase();
+            prop_assert!(!ambiguous.contains(&local) || change.add.is_empty() && change.remove.is_empty(), "{} written although ambiguous", local);
+        }
+    }
+}

@@ -1,0 +1,294 @@
+//! The run report: what a run saw, decided, did and failed to do. Serialized as the JSON audit record
+//! (schema in docs/run-report.md, `schemaVersion` 1) and rendered as the human log next to it.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use super::matching::UserRef;
+use super::plan::{Conflict, HeldBackRemovals, PairOutcome, Skip, UserChange};
+use crate::graph::{GraphError, GraphMetrics};
+
+pub const REPORT_SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "camelCase")]
+pub enum Trigger {
+    Timer { past_due: bool },
+    Cli,
+    Demo,
+    Notification,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename_all = "camelCase")]
+pub enum RunOutcome {
+    /// Every planned change was applied (or there was nothing to do).
+    Succeeded,
+    /// The run finished; some users failed and are listed.
+    CompletedWithFailures,
+    /// Nothing was written, on purpose (dry run, or another run holds the lease).
+    Skipped { reason: String },
+    /// The run could not do its job (membership unreadable, state storage down…): nothing unsafe was written.
+    Failed { reason: String },
+}
+
+impl RunOutcome {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Succeeded => "succeeded",
+            Self::CompletedWithFailures => "completed with failures",
+            Self::Skipped { .. } => "skipped",
+            Self::Failed { .. } => "failed",
+        }
+    }
+}
+
+/// A Graph error as an administrator (and Microsoft support) needs it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorDetail {
+    pub status: Option<u16>,
+    pub code: Option<String>,
+    pub message: String,
+    pub request_id: Option<String>,
+}
+
+impl From<&GraphError> for ErrorDetail {
+    fn from(error: &GraphError) -> Self {
+        let code = match error {
+            GraphError::Api { code, .. } => Some(code.clone()),
+            GraphError::Throttled { .. } => Some("TooManyRequests".to_owned()),
+            _ => None,
+        };
+        Self { status: error.status(), code, message: error.to_string(), request_id: error.request_id().map(str::to_owned) }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ChangeStatus {
+    /// Written to Graph.
+    Applied,
+    /// Planned only (dry run, or writes were not possible).
+    Planned,
+    /// The fresh read before writing showed the user already right.
+    AlreadyApplied,
+    Failed,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChangeResult {
+    #[serde(flatten)]
+    pub change: UserChange,
+    pub status: ChangeStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorDetail>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Totals {
+    pub matched: usize,
+    pub only_in_a: usize,
+    pub only_in_b: usize,
+    pub ambiguous: usize,
+    pub skipped: usize,
+    pub users_changed: usize,
+    pub values_added: usize,
+    pub values_removed: usize,
+    pub unchanged: usize,
+    pub conflicts: usize,
+    pub failed: usize,
+    pub non_user_members: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GraphUsage {
+    pub tenant_a: GraphMetrics,
+    pub tenant_b: GraphMetrics,
+}
+
+#[must_use]
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunReport {
+    pub schema_version: u32,
+    pub run_id: String,
+    pub invocation_id: Option<String>,
+    pub trigger: Trigger,
+    pub dry_run: bool,
+    pub started: String,
+    pub duration_ms: u64,
+    pub tenant_a: String,
+    pub tenant_b: String,
+    pub outcome: RunOutcome,
+    pub totals: Totals,
+    pub pairs: Vec<PairOutcome>,
+    pub changes: Vec<ChangeResult>,
+    pub skipped: Vec<Skip>,
+    pub conflicts: Vec<Conflict>,
+    pub removals_disabled: Option<String>,
+    pub removals_held_back: Option<HeldBackRemovals>,
+    pub graph: GraphUsage,
+    /// Where the log went: the blob names, or "stdout" when the upload failed.
+    pub log_location: Option<String>,
+    pub log_upload_error: Option<String>,
+    /// Anything else an administrator should read (ledger state, lease, notes on partial reads).
+    pub notes: Vec<String>,
+}
+
+impl RunReport {
+    pub fn new(run_id: String, trigger: Trigger, dry_run: bool, started: String, tenant_a: String, tenant_b: String) -> Self {
+        Self {
+            schema_version: REPORT_SCHEMA_VERSION,
+            run_id,
+            invocation_id: None,
+            trigger,
+            dry_run,
+            started,
+            duration_ms: 0,
+            tenant_a,
+            tenant_b,
+            outcome: RunOutcome::Succeeded,
+            totals: Totals::default(),
+            pairs: Vec::new(),
+            changes: Vec::new(),
+            skipped: Vec::new(),
+            conflicts: Vec::new(),
+            removals_disabled: None,
+            removals_held_back: None,
+            graph: GraphUsage::default(),
+            log_location: None,
+            log_upload_error: None,
+            notes: Vec::new(),
+        }
+    }
+
+    /// Recomputes the totals from the lists (call once the run is complete).
+    pub fn finish_totals(&mut self, unchanged: usize) {
+        let applied = |c: &&ChangeResult| matches!(c.status, ChangeStatus::Applied | ChangeStatus::Planned);
+        self.totals = Totals {
+            matched: self.pairs.iter().map(|p| p.matched).sum(),
+            only_in_a: self.pairs.iter().map(|p| p.only_in_a.len()).sum(),
+            only_in_b: self.pairs.iter().map(|p| p.only_in_b.len()).sum(),
+            ambiguous: self.pairs.iter().map(|p| p.ambiguous.len()).sum(),
+            skipped: self.skipped.len() + self.pairs.iter().map(|p| p.without_key.len()).sum::<usize>(),
+            users_changed: self.changes.iter().filter(applied).count(),
+            values_added: self.changes.iter().filter(applied).map(|c| c.change.add.len()).sum(),
+            values_removed: self.changes.iter().filter(applied).map(|c| c.change.remove.len()).sum(),
+            unchanged: unchanged + self.changes.iter().filter(|c| c.status == ChangeStatus::AlreadyApplied).count(),
+            conflicts: self.conflicts.len(),
+            failed: self.changes.iter().filter(|c| c.status == ChangeStatus::Failed).count(),
+            non_user_members: self.pairs.iter().map(|p| p.non_user_members_a + p.non_user_members_b).sum(),
+        };
+    }
+
+    pub fn totals(&self) -> &Totals {
+        &self.totals
+    }
+
+    /// A few lines for the Functions invocation log.
+    pub fn summary_lines(&self) -> Vec<String> {
+        let t = &self.totals;
+        let mut lines = vec![format!(
+            "Run {} {}{}: {} matched, {} users changed (+{} / -{} values), {} unchanged, {} only in Tenant A, {} only in Tenant B, {} ambiguous, {} skipped, {} conflicts, {} failed.",
+            self.run_id,
+            self.outcome.label(),
+            if self.dry_run { " (dry run)" } else { "" },
+            t.matched, t.users_changed, t.values_added, t.values_removed, t.unchanged, t.only_in_a, t.only_in_b, t.ambiguous, t.skipped, t.conflicts, t.failed
+        )];
+        if let RunOutcome::Failed { reason } | RunOutcome::Skipped { reason } = &self.outcome {
+            lines.push(reason.clone());
+        }
+        if let Some(held) = &self.removals_held_back {
+            lines.push(held.reason.clone());
+        }
+        if let Some(location) = &self.log_location {
+            lines.push(format!("Log: {location}"));
+        }
+        lines
+    }
+
+    /// The human-readable log, in the spirit of the runbook's `Cert_Auth.log`, with every change and failure.
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        let user = |u: &UserRef| format!("{} ({})", u.user_principal_name, u.id);
+        let _ = writeln!(out, "certsync run {} — {}", self.run_id, self.started);
+        let _ = writeln!(out, "Trigger: {:?}{}", self.trigger, if self.dry_run { " — DRY RUN: nothing was written" } else { "" });
+        let _ = writeln!(out, "Tenant A: {}   Tenant B: {}", self.tenant_a, self.tenant_b);
+        let _ = writeln!(out, "Outcome: {}", self.outcome.label());
+        if let RunOutcome::Failed { reason } | RunOutcome::Skipped { reason } = &self.outcome {
+            let _ = writeln!(out, "  {reason}");
+        }
+        for pair in &self.pairs {
+            let _ = writeln!(out, "\n== {}: {} matched ==", pair.name, pair.matched);
+            for u in &pair.only_in_a {
+                let _ = writeln!(out, "Only in Tenant A: {}", user(u));
+            }
+            for u in &pair.only_in_b {
+                let _ = writeln!(out, "Only in Tenant B: {}", user(u));
+            }
+            for a in &pair.ambiguous {
+                let users: Vec<String> = a.users.iter().map(user).collect();
+                let _ = writeln!(out, "Ambiguous key {:?} in {:?}: {} — not written", a.key, a.side, users.join(", "));
+            }
+            for s in &pair.without_key {
+                let _ = writeln!(out, "No match key ({:?}): {} {}", s.side, user(&s.user), s.reason);
+            }
+            if pair.non_user_members_a + pair.non_user_members_b > 0 {
+                let _ = writeln!(out, "Non-user members skipped: {} in Tenant A, {} in Tenant B", pair.non_user_members_a, pair.non_user_members_b);
+            }
+        }
+        let _ = writeln!(out, "\n== Changes ==");
+        for c in &self.changes {
+            let _ = writeln!(out, "{:?}: {} add {:?} remove {:?} → {:?}", c.status, user(&c.change.user), c.change.add, c.change.remove, c.change.after);
+            if let Some(e) = &c.error {
+                let _ = writeln!(out, "    error: {}", e.message);
+            }
+        }
+        for s in &self.skipped {
+            let _ = writeln!(out, "Skipped: {} {}", user(&s.user), s.reason);
+        }
+        for c in &self.conflicts {
+            let _ = writeln!(
+                out,
+                "Conflict: {} needs {:?}, already held by {} ({})",
+                user(&c.user),
+                c.value,
+                c.holder_user_principal_name.as_deref().unwrap_or("another user"),
+                c.holder_id
+            );
+        }
+        if let Some(reason) = &self.removals_disabled {
+            let _ = writeln!(out, "Removals disabled: {reason}");
+        }
+        if let Some(held) = &self.removals_held_back {
+            let _ = writeln!(out, "Removals held back: {}", held.reason);
+        }
+        for note in &self.notes {
+            let _ = writeln!(out, "Note: {note}");
+        }
+        let t = &self.totals;
+        let _ = writeln!(
+            out,
+            "\nTotals: matched {} · changed {} (+{} / -{}) · unchanged {} · only A {} · only B {} · ambiguous {} · skipped {} · conflicts {} · failed {}",
+            t.matched, t.users_changed, t.values_added, t.values_removed, t.unchanged, t.only_in_a, t.only_in_b, t.ambiguous, t.skipped, t.conflicts, t.failed
+        );
+        let g = &self.graph;
+        let _ = writeln!(
+            out,
+            "Graph: Tenant A {} reads; Tenant B {} reads, {} writes in {} batches; {} retries; throttle wait {} ms. Duration {} ms.",
+            g.tenant_a.reads,
+            g.tenant_b.reads,
+            g.tenant_b.writes,
+            g.tenant_b.batches,
+            g.tenant_a.retries + g.tenant_b.retries,
+            g.tenant_a.throttle_wait_ms + g.tenant_b.throttle_wait_ms,
+            self.duration_ms
+        );
+        out
+    }
+}

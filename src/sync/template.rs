@@ -1,0 +1,272 @@
+//! Templates that turn a matched Tenant A user into the certificateUserIds values Tenant B needs.
+//!
+//! A template is a documented value pattern with placeholders for the **source (Tenant A) user's** attributes, because
+//! the certificate is issued by Tenant A's Intune to that user: `{upn}`, `{localpart}` (the UPN before `@`, what Intune's
+//! `{{UserName}}` puts in a SCEP subject), `{mail}`, `{employeeId}`, `{samAccountName}`, `{ext:<property>}`.
+//! Templates are checked at start-up against the seven patterns of
+//! concept-certificate-based-authentication-certificateuserids, so a typo fails the deployment, not a user.
+
+use std::fmt;
+
+use crate::domain::{Binding, CertificateUserId, CertificateUserIdError};
+use crate::graph::DirectoryUser;
+
+/// A named, documented choice of templates (see README "Choosing the certificateUserIds mapping").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Preset {
+    pub name: &'static str,
+    pub template: &'static str,
+    pub when: &'static str,
+}
+
+pub const PRESETS: &[Preset] = &[
+    Preset {
+        name: "runbook",
+        template: "X509:<PN>CN={localpart}",
+        when: "exactly what the seed-000 runbook wrote; keep it only if Tenant B's username binding already relies on it",
+    },
+    Preset {
+        name: "principal-name",
+        template: "X509:<PN>{upn}",
+        when: "certificates carry the Tenant A UPN in the SAN Principal Name (Intune SCEP/PKCS profiles with a UPN SAN)",
+    },
+    Preset {
+        name: "subject-cn",
+        template: "X509:<S>CN={localpart}",
+        when: "certificates whose only user name is the subject CN={{UserName}} (the seed-000 SCEP profile)",
+    },
+    Preset {
+        name: "rfc822",
+        template: "X509:<RFC822>{mail}",
+        when: "certificates carry the user's e-mail address in the SAN RFC822 name",
+    },
+];
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TemplateError {
+    #[error("template {template:?} has an unclosed '{{'")]
+    Unclosed { template: String },
+    #[error(
+        "template {template:?} uses unknown placeholder {{{name}}}; known: {{upn}}, {{localpart}}, {{mail}}, {{employeeId}}, {{samAccountName}}, {{ext:<property>}}"
+    )]
+    UnknownPlaceholder { template: String, name: String },
+    #[error("template {template:?} would not produce a valid value: {source}")]
+    Pattern {
+        template: String,
+        #[source]
+        source: CertificateUserIdError,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Part {
+    Literal(String),
+    Attribute(Attribute),
+}
+
+/// A source-user attribute a template (or the matching key) can read.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Attribute {
+    Upn,
+    LocalPart,
+    Mail,
+    EmployeeId,
+    SamAccountName,
+    Extension(String),
+}
+
+impl Attribute {
+    pub fn read<'a>(&self, user: &'a DirectoryUser) -> Option<&'a str> {
+        let value = match self {
+            Self::Upn => Some(user.user_principal_name.as_str()),
+            Self::LocalPart => user.user_principal_name.split('@').next(),
+            Self::Mail => user.mail.as_deref(),
+            Self::EmployeeId => user.employee_id.as_deref(),
+            Self::SamAccountName => user.on_premises_sam_account_name.as_deref(),
+            Self::Extension(name) => user.extensions.get(name).map(String::as_str),
+        };
+        value.map(str::trim).filter(|v| !v.is_empty())
+    }
+
+    /// The Graph property to `$select` to be able to read this attribute.
+    pub fn graph_property(&self) -> &str {
+        match self {
+            Self::Upn | Self::LocalPart => "userPrincipalName",
+            Self::Mail => "mail",
+            Self::EmployeeId => "employeeId",
+            Self::SamAccountName => "onPremisesSamAccountName",
+            Self::Extension(name) => name,
+        }
+    }
+}
+
+impl fmt::Display for Attribute {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Upn => f.write_str("userPrincipalName"),
+            Self::LocalPart => f.write_str("userPrincipalName (part before @)"),
+            Self::Mail => f.write_str("mail"),
+            Self::EmployeeId => f.write_str("employeeId"),
+            Self::SamAccountName => f.write_str("onPremisesSamAccountName"),
+            Self::Extension(name) => f.write_str(name),
+        }
+    }
+}
+
+/// One parsed template.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Template {
+    source: String,
+    parts: Vec<Part>,
+}
+
+/// Why a template produced no value for a user: reported as a skip reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RenderError {
+    #[error("the Tenant A user has no {attribute}, which template {template:?} needs")]
+    MissingAttribute { template: String, attribute: String },
+    #[error("template {template:?} gives an invalid value for this user: {source}")]
+    Invalid {
+        template: String,
+        #[source]
+        source: CertificateUserIdError,
+    },
+}
+
+impl Template {
+    /// Parses a template or a preset name.
+    pub fn parse(text: &str) -> Result<Self, TemplateError> {
+        let text = text.trim();
+        let text = PRESETS.iter().find(|p| p.name == text).map_or(text, |p| p.template);
+        let mut parts = Vec::new();
+        let mut rest = text;
+        while let Some(open) = rest.find('{') {
+            if open > 0 {
+                parts.push(Part::Literal(rest[..open].to_owned()));
+            }
+            let after = &rest[open + 1..];
+            let close = after.find('}').ok_or_else(|| TemplateError::Unclosed { template: text.to_owned() })?;
+            let name = &after[..close];
+            let attribute = match name {
+                "upn" => Attribute::Upn,
+                "localpart" | "username" => Attribute::LocalPart,
+                "mail" => Attribute::Mail,
+                "employeeId" => Attribute::EmployeeId,
+                "samAccountName" => Attribute::SamAccountName,
+                other => match other.strip_prefix("ext:") {
+                    Some(property) if !property.is_empty() => Attribute::Extension(property.to_owned()),
+                    _ => {
+                        return Err(TemplateError::UnknownPlaceholder {
+                            template: text.to_owned(),
+                            name: other.to_owned(),
+                        });
+                    }
+                },
+            };
+            parts.push(Part::Attribute(attribute));
+            rest = &after[close + 1..];
+        }
+        if !rest.is_empty() {
+            parts.push(Part::Literal(rest.to_owned()));
+        }
+        let template = Self { source: text.to_owned(), parts };
+        // Check the pattern with a plausible sample for every placeholder, so `X509:<SKI>{upn}` or a
+        // lower-case prefix fails at start-up rather than on every user.
+        let sample = template.render_with(|attribute| {
+            Some(match attribute {
+                Attribute::Upn | Attribute::Mail => "sample@contoso.com",
+                _ => "sample",
+            })
+        });
+        match sample {
+            Ok(_) => Ok(template),
+            Err(RenderError::Invalid { source, .. }) => Err(TemplateError::Pattern { template: text.to_owned(), source }),
+            Err(RenderError::MissingAttribute { .. }) => unreachable!("the sample provides every attribute"),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.source
+    }
+
+    /// The binding this template produces (its prefix is fixed, so every value has the same binding).
+    pub fn binding(&self) -> Option<Binding> {
+        self.render_with(|_| Some("0")).ok().map(|v| v.binding())
+    }
+
+    pub fn attributes(&self) -> impl Iterator<Item = &Attribute> {
+        self.parts.iter().filter_map(|p| match p {
+            Part::Attribute(a) => Some(a),
+            Part::Literal(_) => None,
+        })
+    }
+
+    pub fn render(&self, user: &DirectoryUser) -> Result<CertificateUserId, RenderError> {
+        self.render_with(|attribute| attribute.read(user))
+    }
+
+    fn render_with<'a>(&self, read: impl Fn(&Attribute) -> Option<&'a str>) -> Result<CertificateUserId, RenderError> {
+        let mut value = String::new();
+        for part in &self.parts {
+            match part {
+                Part::Literal(text) => value.push_str(text),
+                Part::Attribute(attribute) => value.push_str(read(attribute).ok_or_else(|| RenderError::MissingAttribute {
+                    template: self.source.clone(),
+                    attribute: attribute.to_string(),
+                })?),
+            }
+        }
+        CertificateUserId::parse(&value).map_err(|source| RenderError::Invalid { template: self.source.clone(), source })
+    }
+}
+
+impl fmt::Display for Template {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.source)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sync::testing::user;
+
+    #[test]
+    fn presets_expand_to_their_documented_templates() {
+        assert_eq!(Template::parse("runbook").unwrap().as_str(), "X509:<PN>CN={localpart}");
+        assert_eq!(Template::parse("subject-cn").unwrap().binding(), Some(Binding::Subject));
+        for preset in PRESETS {
+            assert!(Template::parse(preset.name).is_ok(), "{}", preset.name);
+        }
+    }
+
+    #[test]
+    fn renders_from_the_source_users_attributes() {
+        let alice = user("Alice.Smith@tenant-a.example").mail("alice@contoso.com").build();
+        let render = |t: &str| Template::parse(t).unwrap().render(&alice).unwrap().to_string();
+        assert_eq!(render("runbook"), "X509:<PN>CN=Alice.Smith");
+        assert_eq!(render("principal-name"), "X509:<PN>Alice.Smith@tenant-a.example");
+        assert_eq!(render("rfc822"), "X509:<RFC822>alice@contoso.com");
+    }
+
+    #[test]
+    fn a_missing_attribute_is_a_reason_not_an_empty_value() {
+        let no_mail = user("bob@tenant-a.example").build();
+        let err = Template::parse("rfc822").unwrap().render(&no_mail).unwrap_err();
+        assert!(err.to_string().contains("has no mail"), "{err}");
+    }
+
+    #[test]
+    fn invalid_templates_fail_at_start_up_with_the_reason() {
+        let cases = [
+            ("x509:<PN>{upn}", "prefixes"),
+            ("X509:<PN>{upn", "unclosed"),
+            ("X509:<PN>{nickname}", "unknown placeholder"),
+            ("X509:<SKI>{upn}", "hexadecimal"),
+        ];
+        for (template, expected) in cases {
+            let err = Template::parse(template).unwrap_err().to_string();
+            assert!(err.contains(expected), "{template}: {err}");
+        }
+    }
+}
