@@ -89,9 +89,9 @@ impl SyncService {
         Ok(Self { settings, source, target, stores: OnceCell::new() })
     }
 
-    /// With ready clients and stores (the demo, tests).
-    pub fn with_parts(settings: Arc<Settings>, source: GraphClient, target: GraphClient, stores: Stores) -> Self {
-        Self { settings, source, target, stores: OnceCell::new_with(Some(stores)) }
+    /// Uses these stores instead of connecting to the configured storage (the demo's local folder, tests).
+    pub fn with_stores(self, stores: Stores) -> Self {
+        Self { stores: OnceCell::new_with(Some(stores)), ..self }
     }
 
     pub fn settings(&self) -> &Settings {
