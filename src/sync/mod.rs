@@ -32,9 +32,9 @@ use crate::graph::{GraphClient, GraphError, GraphMetrics, GraphOptions, TenantCr
 use crate::storage::{AzureBlobStore, BlobStore, RetryPolicy, StorageConnection, StorageError, UploadOutcome, read_json, upload_run_log};
 
 /// How long the run lease lasts between renewals (Azure allows 15–60 s): a crashed holder blocks the next run at
-/// most this long.
-const LEASE_DURATION: Duration = Duration::from_secs(60);
-const LEASE_RENEW_EVERY: Duration = Duration::from_secs(20);
+/// most this long, so the shortest is chosen; renewing three times per period survives one slow renewal.
+const LEASE_DURATION: Duration = Duration::from_secs(15);
+const LEASE_RENEW_EVERY: Duration = Duration::from_secs(5);
 
 /// What to run.
 #[derive(Debug, Clone)]

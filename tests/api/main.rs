@@ -1,0 +1,11 @@
+//! Integration tests of the real `certsync` binary, started the way the Azure Functions host starts a custom
+//! handler: `FUNCTIONS_CUSTOMHANDLER_PORT` in the environment, readiness by `GET /`, then the exact envelopes of
+//! the custom-handler protocol. Behind it: the Graph emulator (in this process) and a real Azurite.
+
+#[path = "../support/azurite.rs"]
+mod azurite;
+mod helpers;
+
+mod config;
+mod protocol;
+mod sync;

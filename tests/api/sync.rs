@@ -1,0 +1,120 @@
+//! End to end: the timer function syncing through the emulator, with its log in Azurite.
+
+use std::time::{Duration, Instant};
+
+use certsync::demo::{ADMIN_VALUE, TENANT_A, TENANT_B};
+use graph_emulator::{EmulatorOptions, NewUser, RequestKind};
+use serde_json::Value;
+
+use super::helpers::{TestApp, World, timer_envelope};
+
+fn writes(world: &World) -> usize {
+    world.emulator.directory().requests().iter().filter(|r| r.kind == RequestKind::Write).count()
+}
+
+#[tokio::test]
+async fn a_run_leaves_a_text_log_and_a_json_report_in_the_log_container() {
+    let world = World::start().await;
+    let app = TestApp::spawn(&world.env).await;
+    let (status, _, reply) = app.invoke("function-cert-sync", &timer_envelope(Value::Null, false)).await;
+    assert_eq!(status, 200, "{reply}");
+
+    let blobs = world.log_blobs().await;
+    assert_eq!(blobs.len(), 2, "{blobs:?}");
+    let run_id = reply["ReturnValue"]["runId"].as_str().unwrap();
+    let today = time::OffsetDateTime::now_utc();
+    let prefix = format!("{:04}/{:02}/{:02}/log_", today.year(), u8::from(today.month()), today.day());
+    for blob in &blobs {
+        assert!(blob.starts_with(&prefix) && blob.contains(run_id), "{blob} should be {prefix}<timestamp>_{run_id}");
+    }
+    let store = world.log_store().await;
+    use certsync::storage::BlobStore;
+    let text_blob = blobs.iter().find(|b| b.ends_with(".log")).unwrap();
+    let text = String::from_utf8(store.get(text_blob).await.unwrap().unwrap().bytes).unwrap();
+    for expected in ["Only in Tenant A: dave@tenant-a.example", "Only in Tenant B: erin@tenant-b.example", "Ambiguous key \"jdoe\"", "synchronized from on-premises"] {
+        assert!(text.contains(expected), "{expected:?} missing from the log:\n{text}");
+    }
+    let json_blob = blobs.iter().find(|b| b.ends_with(".json")).unwrap();
+    let report: Value = serde_json::from_slice(&store.get(json_blob).await.unwrap().unwrap().bytes).unwrap();
+    assert_eq!(report["schemaVersion"], 1);
+    assert_eq!(report["totals"]["matched"], 3);
+    assert_eq!(report["totals"]["valuesAdded"], 2);
+    assert_eq!(report["changes"].as_array().unwrap().len(), 2);
+    assert_eq!(report["trigger"]["kind"], "timer");
+}
+
+#[tokio::test]
+async fn a_second_run_with_nothing_changed_sends_no_writes_and_keeps_the_administrators_value() {
+    let world = World::start().await;
+    let app = TestApp::spawn(&world.env).await;
+    app.invoke("function-cert-sync", &timer_envelope(Value::Null, false)).await;
+    let after_first = writes(&world);
+    assert_eq!(after_first, 2);
+    assert_eq!(world.values_of("bob"), [ADMIN_VALUE, "X509:<S>CN=bob"]);
+
+    let (_, _, reply) = app.invoke("function-cert-sync", &timer_envelope(Value::Null, false)).await;
+
+    assert_eq!(writes(&world), after_first, "{reply}");
+    assert_eq!(reply["ReturnValue"]["counts"]["usersChanged"], 0);
+    assert_eq!(world.values_of("bob"), [ADMIN_VALUE, "X509:<S>CN=bob"]);
+}
+
+#[tokio::test]
+async fn a_run_killed_halfway_is_completed_by_the_next_without_duplicates_or_lost_values() {
+    // Slow Graph (latency per request) and 200 more matched users: the apply phase takes several batches.
+    let world = World::start_with(EmulatorOptions { latency: Duration::from_millis(40), ..EmulatorOptions::default() }).await;
+    let directory = world.emulator.directory();
+    let mut targets = Vec::new();
+    for i in 0..200 {
+        let a = directory.add_user(TENANT_A, NewUser::new(format!("bulk{i}@tenant-a.example")));
+        directory.add_member(TENANT_A, &world.world.group_a, &a);
+        let mut b = NewUser::new(format!("bulk{i}@tenant-b.example"));
+        if i % 7 == 0 {
+            b = b.certificate_user_ids([format!("X509:<PN>bulk{i}@own.example")]);
+        }
+        let b = directory.add_user(TENANT_B, b);
+        directory.add_member(TENANT_B, &world.world.group_b, &b);
+        targets.push((i, b));
+    }
+    let mut app = TestApp::spawn(&world.env).await;
+    let invocation = {
+        let url = app.url("/function-cert-sync");
+        tokio::spawn(async move { reqwest::Client::new().post(url).body(timer_envelope(Value::Null, false).to_string()).send().await })
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while writes(&world) < 40 {
+        assert!(Instant::now() < deadline, "the run never started writing:\n{}", app.output());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    app.kill();
+    let _ = invocation.await;
+    let written_before_crash = writes(&world);
+    assert!(written_before_crash < 202, "the run finished before it was killed ({written_before_crash} writes)");
+
+    let app = TestApp::spawn(&world.env).await;
+    // The crashed run's lease expires by itself (15 s); until then a run is skipped, not failed.
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let reply = loop {
+        let (status, _, reply) = app.invoke("function-cert-sync", &timer_envelope(Value::Null, false)).await;
+        assert_eq!(status, 200, "{reply}\n{}", app.output());
+        if reply["ReturnValue"]["outcome"] != "skipped" {
+            break reply;
+        }
+        assert!(Instant::now() < deadline, "the crashed run's lease never expired");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    assert_eq!(reply["ReturnValue"]["outcome"], "succeeded", "{reply}");
+
+    for (i, id) in &targets {
+        let values = directory.user(TENANT_B, id).unwrap().certificate_user_ids;
+        let mut expected = Vec::new();
+        if i % 7 == 0 {
+            expected.push(format!("X509:<PN>bulk{i}@own.example"));
+        }
+        expected.push(format!("X509:<S>CN=bulk{i}"));
+        assert_eq!(values, expected, "bulk{i}");
+    }
+    // And the next run has nothing left to do.
+    let (_, _, reply) = app.invoke("function-cert-sync", &timer_envelope(Value::Null, false)).await;
+    assert_eq!(reply["ReturnValue"]["counts"]["usersChanged"], 0, "{reply}");
+}
