@@ -17,3 +17,19 @@ pub mod graph;
 pub mod storage;
 pub mod sync;
 pub mod telemetry;
+
+/// `outer: inner: innermost`: an error and its sources on one line, skipping a level whose text its parent already
+/// contains. The one way this project turns an error chain into a message.
+pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}

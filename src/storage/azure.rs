@@ -51,7 +51,9 @@ pub struct AzureBlobStoreOptions {
 
 impl Default for AzureBlobStoreOptions {
     fn default() -> Self {
-        AzureBlobStoreOptions { max_retries: 4, initial_retry_delay: Duration::from_millis(500) }
+        // Short on purpose: a state or log write that keeps failing falls back (stdout, next run) rather than
+        // holding the invocation for minutes.
+        AzureBlobStoreOptions { max_retries: 3, initial_retry_delay: Duration::from_millis(300) }
     }
 }
 

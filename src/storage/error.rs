@@ -177,20 +177,9 @@ fn xml_element<'a>(text: &'a str, name: &str) -> Option<&'a str> {
 /// The text that replaces a secret.
 pub(crate) const REDACTED: &str = "REDACTED";
 
-/// Display of an error and all its sources, `: `-separated, skipping a source whose text repeats its parent's.
+/// The error chain (`crate::error_chain`), with SDK connection failures labelled.
 fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut last = text.clone();
-    let mut source = error.source();
-    while let Some(inner) = source {
-        let part = inner.to_string();
-        if !last.contains(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        last = part;
-        source = inner.source();
-    }
+    let mut text = crate::error_chain(error);
     // An SDK error wraps its cause as `Custom` (the Display shows the cause), so classify connection failures here.
     if let Some(kind) = error.downcast_ref::<azure_core::Error>().map(azure_core::Error::kind) {
         match kind {

@@ -36,6 +36,10 @@ use crate::storage::{AzureBlobStore, BlobStore, RetryPolicy, StorageConnection, 
 const LEASE_DURATION: Duration = Duration::from_secs(15);
 const LEASE_RENEW_EVERY: Duration = Duration::from_secs(5);
 
+/// Log uploads retry briefly, then the log goes to stdout: an outage must not hold the invocation for long.
+const LOG_UPLOAD_RETRY: RetryPolicy =
+    RetryPolicy { max_attempts: 3, initial_backoff: Duration::from_secs(1), max_backoff: Duration::from_secs(4) };
+
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct RunRequest {
@@ -159,15 +163,15 @@ impl SyncService {
                 report.log_location = Some(format!("{}/{log_blob}", self.settings.storage.log_container));
                 let text = report.to_text();
                 let json = serde_json::to_vec_pretty(&report).unwrap_or_default();
-                if let UploadOutcome::FellBackToStdout { error } = upload_run_log(stores.logs.as_ref(), started, &run_id, &text, &json, RetryPolicy::default()).await {
+                if let UploadOutcome::FellBackToStdout { error } = upload_run_log(stores.logs.as_ref(), started, &run_id, &text, &json, LOG_UPLOAD_RETRY).await {
                     report.log_location = Some("stdout".to_owned());
-                    report.log_upload_error = Some(error.to_string());
+                    report.log_upload_error = Some(crate::error_chain(&error));
                 }
             }
             Err(_) => {
                 report.log_location = Some("stdout".to_owned());
                 for line in report.to_text().lines() {
-                    println!("{} {line}", crate::storage::RUN_LOG_STDOUT_PREFIX);
+                    println!("{} {run_id}: {line}", crate::storage::RUN_LOG_STDOUT_PREFIX);
                 }
             }
         }

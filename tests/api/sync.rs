@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use certsync::demo::{ADMIN_VALUE, TENANT_A, TENANT_B};
+use certsync::demo::{self, ADMIN_VALUE, TENANT_A, TENANT_B};
 use graph_emulator::{EmulatorOptions, NewUser, RequestKind};
 use serde_json::Value;
 
@@ -117,4 +117,68 @@ async fn a_run_killed_halfway_is_completed_by_the_next_without_duplicates_or_los
     // And the next run has nothing left to do.
     let (_, _, reply) = app.invoke("function-cert-sync", &timer_envelope(Value::Null, false)).await;
     assert_eq!(reply["ReturnValue"]["counts"]["usersChanged"], 0, "{reply}");
+}
+
+#[tokio::test]
+async fn storage_stopped_mid_run_leaves_the_sync_standing_and_the_log_on_stdout() {
+    let mut world = World::start_with(EmulatorOptions { latency: Duration::from_millis(30), ..EmulatorOptions::default() }).await;
+    let directory = world.emulator.directory();
+    let mut targets = Vec::new();
+    for i in 0..120 {
+        let a = directory.add_user(TENANT_A, NewUser::new(format!("bulk{i}@tenant-a.example")));
+        directory.add_member(TENANT_A, &world.world.group_a, &a);
+        let b = directory.add_user(TENANT_B, NewUser::new(format!("bulk{i}@tenant-b.example")));
+        directory.add_member(TENANT_B, &world.world.group_b, &b);
+        targets.push((i, b));
+    }
+    let app = TestApp::spawn(&world.env).await;
+    let invocation = {
+        let url = app.url("/function-cert-sync");
+        tokio::spawn(async move {
+            let response = reqwest::Client::new().post(url).body(timer_envelope(Value::Null, false).to_string()).send().await?;
+            response.json::<Value>().await
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while writes(&world) == 0 {
+        assert!(Instant::now() < deadline, "the run never started writing:\n{}", app.output());
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    world.azurite.stop();
+
+    let reply = invocation.await.unwrap().expect("the invocation answers");
+
+    assert_eq!(reply["ReturnValue"]["outcome"], "succeeded", "{reply}");
+    assert_eq!(reply["ReturnValue"]["logBlob"], "stdout", "{reply}");
+    for (i, id) in &targets {
+        assert_eq!(directory.user(TENANT_B, id).unwrap().certificate_user_ids, [format!("X509:<S>CN=bulk{i}")]);
+    }
+    let run_id = reply["ReturnValue"]["runId"].as_str().unwrap();
+    let needle = format!("certsync-run-log {run_id}: Totals: matched 123");
+    let stdout = app.wait_for_stdout(&needle).await;
+    assert!(stdout.contains(&needle), "the full log went to stdout:\n{stdout}");
+}
+
+#[tokio::test]
+async fn no_log_report_or_output_contains_a_configured_secret() {
+    let world = World::start().await;
+    let app = TestApp::spawn(&world.env).await;
+    for _ in 0..2 {
+        app.invoke("function-cert-sync", &timer_envelope(Value::Null, false)).await;
+    }
+    let secrets = [demo::SECRET_A, demo::SECRET_B, "test-client-state", super::azurite::KEY];
+    let store = world.log_store().await;
+    use certsync::storage::BlobStore;
+    let mut produced = vec![app.output.stdout(), app.output.stderr()];
+    for blob in world.log_blobs().await {
+        produced.push(String::from_utf8(store.get(&blob).await.unwrap().unwrap().bytes).unwrap());
+    }
+    assert!(produced.len() >= 6, "two runs, two blobs each, plus the process output");
+    for text in &produced {
+        for secret in secrets {
+            assert!(!text.contains(secret), "a configured secret appears in a log or report");
+        }
+        // A SAS signature would look like `sig=`: none may be logged either.
+        assert!(!text.contains("sig="), "a SAS signature appears in a log or report");
+    }
 }
