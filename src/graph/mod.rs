@@ -1,1 +1,24 @@
-//! TODO
+//! Microsoft Graph, one client per tenant.
+//!
+//! This layer owns everything between "the sync wants these users / these writes" and the wire: credentials per
+//! tenant and cloud ([`build_credential`]), paging, `$batch`, `ConsistencyLevel` and `$count` for advanced queries,
+//! retries on throttling with `Retry-After` or jittered backoff, bounded concurrency and timeouts, metrics for the
+//! run report, and errors an administrator can act on ([`GraphError`]). It makes no sync decisions: it reads and
+//! writes exactly what it is asked to.
+//!
+//! Behaviour follows the Microsoft Graph documentation summarised in `docs/graph.md`; comments cite its page names
+//! in brackets.
+
+mod batch;
+mod client;
+mod credentials;
+mod error;
+mod metrics;
+mod retry;
+mod users;
+
+pub use client::{GraphClient, GraphOptions};
+pub use credentials::{CloudEndpoints, TenantCredential, build_credential};
+pub use error::{GraphError, operation};
+pub use metrics::GraphMetrics;
+pub use users::{DirectoryUser, GroupMembers, MembershipScope, USER_SELECT};

@@ -1,0 +1,243 @@
+//! JSON batching [json-batching]: up to 20 requests per `POST /$batch`, each answered (in any order) with its own
+//! status. The outer 200 says nothing about the items, and each item is throttled on its own, so items answered
+//! 429/503/504 wait for their own `Retry-After` and go out again, alone or with other due items, in a later batch.
+
+use std::{collections::HashMap, time::Duration};
+
+use reqwest::Method;
+use serde::Serialize;
+use serde_json::{Map, Value};
+use tokio::time::Instant;
+use tracing::{debug, warn};
+
+use super::{
+    GraphError,
+    client::{GraphClient, GraphRequest},
+    metrics::bump,
+    retry::{backoff, is_retryable_status, parse_retry_after},
+};
+
+/// At most 20 requests per batch [json-batching].
+pub(super) const BATCH_SIZE: usize = 20;
+
+/// One request of a batch, its URL relative to the version root (`/users/{id}`).
+#[derive(Debug, Clone)]
+pub(super) struct BatchRequest {
+    method: &'static str,
+    url: String,
+    body: Option<Value>,
+}
+
+impl BatchRequest {
+    pub(super) fn get(url: String) -> Self {
+        Self { method: "GET", url, body: None }
+    }
+
+    pub(super) fn patch(url: String, body: Value) -> Self {
+        Self { method: "PATCH", url, body: Some(body) }
+    }
+}
+
+/// The wire form of a batch item. A request with a body must say its `Content-Type` [json-batching].
+#[derive(Serialize)]
+struct WireRequest<'a> {
+    id: String,
+    method: &'static str,
+    url: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    headers: Option<Map<String, Value>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    body: Option<&'a Value>,
+}
+
+/// One item's final answer (never 429/503/504: those are retried or become [`GraphError::Throttled`]).
+#[derive(Debug, Clone)]
+pub(super) struct BatchItem {
+    pub(super) status: u16,
+    pub(super) headers: Map<String, Value>,
+    pub(super) body: Option<Value>,
+}
+
+impl BatchItem {
+    fn header(&self, name: &str) -> Option<String> {
+        header_in(&self.headers, name)
+    }
+
+    /// The item's error, with Graph's code, message and request-id.
+    pub(super) fn into_error(self, operation: &'static str) -> GraphError {
+        let raw = self.body.as_ref().map(Value::to_string).unwrap_or_default();
+        GraphError::from_json_response(
+            operation,
+            self.status,
+            self.header("request-id"),
+            self.body.as_ref(),
+            raw.as_bytes(),
+        )
+    }
+}
+
+fn header_in(headers: &Map<String, Value>, name: &str) -> Option<String> {
+    headers.iter().find(|(key, _)| key.eq_ignore_ascii_case(name)).and_then(|(_, value)| match value {
+        Value::String(text) => Some(text.clone()),
+        Value::Number(number) => Some(number.to_string()),
+        _ => None,
+    })
+}
+
+/// Where one item stands.
+struct Pending {
+    index: usize,
+    attempts: u32,
+    waited: Duration,
+    due: Instant,
+}
+
+impl GraphClient {
+    /// Runs `requests` through `$batch`, returning one outcome per request in input order.
+    pub(super) async fn run_batch(
+        &self,
+        operation: &'static str,
+        requests: Vec<BatchRequest>,
+    ) -> Vec<Result<BatchItem, GraphError>> {
+        let options = &self.inner.options;
+        let metrics = &self.inner.metrics;
+        let mut outcomes: Vec<Option<Result<BatchItem, GraphError>>> = vec![None; requests.len()];
+        let now = Instant::now();
+        let mut pending: Vec<Pending> =
+            (0..requests.len()).map(|index| Pending { index, attempts: 0, waited: Duration::ZERO, due: now }).collect();
+
+        while !pending.is_empty() {
+            let earliest = pending.iter().map(|item| item.due).min().expect("not empty");
+            let now = Instant::now();
+            if earliest > now {
+                let wait = earliest - now;
+                debug!(wait_ms = wait.as_millis() as u64, items = pending.len(), "waiting for throttled batch items");
+                tokio::time::sleep_until(earliest).await;
+                metrics.record_wait(wait);
+            }
+            let now = Instant::now();
+            let (due, later): (Vec<Pending>, Vec<Pending>) = pending.into_iter().partition(|item| item.due <= now);
+            pending = later;
+
+            let chunks: Vec<&[Pending]> = due.chunks(BATCH_SIZE).collect();
+            let answers =
+                futures::future::join_all(chunks.iter().map(|chunk| self.send_batch(operation, &requests, chunk)))
+                    .await;
+
+            for (chunk, answer) in chunks.into_iter().zip(answers) {
+                let mut items = match answer {
+                    Ok(items) => items,
+                    Err(error) => {
+                        for item in chunk {
+                            outcomes[item.index] = Some(Err(error.clone()));
+                        }
+                        continue;
+                    }
+                };
+                for item in chunk {
+                    let answer = items.remove(&item.index.to_string());
+                    let (status, retry_after, request_id) = match answer {
+                        Some(answer) if !is_retryable_status(answer.status) => {
+                            outcomes[item.index] = Some(Ok(answer));
+                            continue;
+                        }
+                        Some(answer) => {
+                            bump(&metrics.throttled_responses, 1);
+                            let retry_after = answer.header("retry-after").and_then(|value| parse_retry_after(&value));
+                            (answer.status, retry_after, answer.header("request-id"))
+                        }
+                        // An item missing from the response: treat it as not done and send it again.
+                        None => {
+                            warn!(item = item.index, "the $batch response left an item out; sending it again");
+                            (0, None, None)
+                        }
+                    };
+                    let attempts = item.attempts + 1;
+                    let delay =
+                        retry_after.unwrap_or_else(|| backoff(attempts, options.initial_backoff, options.max_backoff));
+                    if attempts >= options.max_attempts || item.waited + delay > options.max_total_wait {
+                        outcomes[item.index] = Some(Err(GraphError::Throttled {
+                            operation,
+                            attempts,
+                            waited: item.waited,
+                            status,
+                            request_id,
+                        }));
+                        continue;
+                    }
+                    bump(&metrics.retries, 1);
+                    pending.push(Pending {
+                        index: item.index,
+                        attempts,
+                        waited: item.waited + delay,
+                        due: Instant::now() + delay,
+                    });
+                }
+            }
+        }
+
+        outcomes.into_iter().map(|outcome| outcome.expect("every item ends with an outcome")).collect()
+    }
+
+    /// One `POST /$batch` (itself retried as a whole by [`GraphClient::execute`]); answers keyed by item id.
+    async fn send_batch(
+        &self,
+        operation: &'static str,
+        requests: &[BatchRequest],
+        chunk: &[Pending],
+    ) -> Result<HashMap<String, BatchItem>, GraphError> {
+        let metrics = &self.inner.metrics;
+        let wire: Vec<WireRequest<'_>> = chunk
+            .iter()
+            .map(|item| {
+                let request = &requests[item.index];
+                let headers = request.body.as_ref().map(|_| {
+                    let mut headers = Map::new();
+                    headers.insert("Content-Type".to_owned(), Value::from("application/json"));
+                    headers
+                });
+                WireRequest {
+                    id: item.index.to_string(),
+                    method: request.method,
+                    url: &request.url,
+                    headers,
+                    body: request.body.as_ref(),
+                }
+            })
+            .collect();
+        let writes = wire.iter().filter(|item| item.method != "GET").count() as u64;
+        bump(&metrics.batches, 1);
+        bump(&metrics.batch_items, wire.len() as u64);
+        bump(&metrics.reads, wire.len() as u64 - writes);
+        bump(&metrics.writes, writes);
+
+        let body = serde_json::to_vec(&serde_json::json!({ "requests": wire })).expect("serialisable");
+        let request =
+            GraphRequest { method: Method::POST, url: self.url("$batch", &[])?, body: Some(body), eventual: false };
+        let response = self.execute(operation, &request).await?;
+        let decode = |detail: String| GraphError::Decode { operation, detail };
+        let parsed: Value = serde_json::from_slice(&response.body)
+            .map_err(|error| decode(format!("the $batch response is not JSON: {error}")))?;
+        let answers = parsed
+            .get("responses")
+            .and_then(Value::as_array)
+            .ok_or_else(|| decode("the $batch response has no \"responses\" array".to_owned()))?;
+
+        let mut items = HashMap::with_capacity(answers.len());
+        for answer in answers {
+            let id = match answer.get("id") {
+                Some(Value::String(id)) => id.clone(),
+                Some(Value::Number(id)) => id.to_string(),
+                _ => continue,
+            };
+            let Some(status) = answer.get("status").and_then(Value::as_u64).and_then(|s| u16::try_from(s).ok()) else {
+                continue;
+            };
+            let headers = answer.get("headers").and_then(Value::as_object).cloned().unwrap_or_default();
+            self.observe_throttle_headers(headers.iter().map(|(name, value)| (name.as_str(), value.as_str())));
+            let body = answer.get("body").filter(|body| !body.is_null()).cloned();
+            items.insert(id, BatchItem { status, headers, body });
+        }
+        Ok(items)
+    }
+}
