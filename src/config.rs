@@ -213,7 +213,12 @@ impl<'a> Reader<'a> {
         value
     }
 
-    fn parsed<T>(&mut self, name: &str, value: Option<String>, parse: impl FnOnce(&str) -> Result<T, String>) -> Option<T> {
+    fn parsed<T>(
+        &mut self,
+        name: &str,
+        value: Option<String>,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<T> {
         let value = value?;
         match parse(&value) {
             Ok(parsed) => Some(parsed),
@@ -245,7 +250,15 @@ impl<'a> Reader<'a> {
         })
     }
 
-    fn tenant(&mut self, id: &str, credential: &str, client_id: &str, secret: &str, certificate: &str, side: Side) -> Option<TenantSettings> {
+    fn tenant(
+        &mut self,
+        id: &str,
+        credential: &str,
+        client_id: &str,
+        secret: &str,
+        certificate: &str,
+        side: Side,
+    ) -> Option<TenantSettings> {
         let tenant_value = self.required(id, "the tenant's directory (tenant) id, a GUID");
         let tenant_id = self.parsed(id, tenant_value, |v| TenantId::parse(v).map_err(|e| e.to_string()));
         let default_kind = match side {
@@ -258,14 +271,21 @@ impl<'a> Reader<'a> {
             "managed-identity" => Some(TenantCredential::ManagedIdentity { client_id: managed_identity }),
             "developer-tools" => Some(TenantCredential::DeveloperTools),
             "client-secret" => {
-                let client_id = self.required(client_id, "the application (client) id of the app registration in this tenant");
-                let secret = self.required(secret, "the app registration's client secret (in Azure: a Key Vault reference)");
+                let client_id =
+                    self.required(client_id, "the application (client) id of the app registration in this tenant");
+                let secret =
+                    self.required(secret, "the app registration's client secret (in Azure: a Key Vault reference)");
                 Some(TenantCredential::ClientSecret { client_id: client_id?, secret: SecretString::from(secret?) })
             }
             "client-certificate" => {
-                let client_id = self.required(client_id, "the application (client) id of the app registration in this tenant");
-                let path = self.required(certificate, "the path of a PEM file holding the app's certificate and private key");
-                Some(TenantCredential::ClientCertificate { client_id: client_id?, certificate_pem_path: PathBuf::from(path?) })
+                let client_id =
+                    self.required(client_id, "the application (client) id of the app registration in this tenant");
+                let path =
+                    self.required(certificate, "the path of a PEM file holding the app's certificate and private key");
+                Some(TenantCredential::ClientCertificate {
+                    client_id: client_id?,
+                    certificate_pem_path: PathBuf::from(path?),
+                })
             }
             "federated-managed-identity" => {
                 let client_id = self.required(
@@ -329,7 +349,8 @@ pub fn parse_pairs(value: &str) -> Result<Vec<PairSettings>, String> {
 /// The storage connection named `name`, read the Functions way: `<name>` is a connection string, or
 /// `<name>__blobServiceUri` (identity-based, with `<name>__clientId` for a user-assigned identity).
 fn read_storage(reader: &mut Reader<'_>) -> Option<StorageSettings> {
-    let connection_name = reader.optional(names::STORAGE_CONNECTION).unwrap_or_else(|| "AzureWebJobsStorage".to_owned());
+    let connection_name =
+        reader.optional(names::STORAGE_CONNECTION).unwrap_or_else(|| "AzureWebJobsStorage".to_owned());
     let service_uri_name = format!("{connection_name}__blobServiceUri");
     let account_name_name = format!("{connection_name}__accountName");
     let client_id = reader.optional(&format!("{connection_name}__clientId"));
@@ -396,8 +417,22 @@ impl Settings {
     pub fn load(source: &dyn SettingsSource) -> Result<Self, ConfigError> {
         let mut r = Reader::new(source);
         use names::*;
-        let tenant_a = r.tenant(TENANT_A_ID, TENANT_A_CREDENTIAL, TENANT_A_CLIENT_ID, TENANT_A_CLIENT_SECRET, TENANT_A_CERTIFICATE_PATH, Side::A);
-        let tenant_b = r.tenant(TENANT_B_ID, TENANT_B_CREDENTIAL, TENANT_B_CLIENT_ID, TENANT_B_CLIENT_SECRET, TENANT_B_CERTIFICATE_PATH, Side::B);
+        let tenant_a = r.tenant(
+            TENANT_A_ID,
+            TENANT_A_CREDENTIAL,
+            TENANT_A_CLIENT_ID,
+            TENANT_A_CLIENT_SECRET,
+            TENANT_A_CERTIFICATE_PATH,
+            Side::A,
+        );
+        let tenant_b = r.tenant(
+            TENANT_B_ID,
+            TENANT_B_CREDENTIAL,
+            TENANT_B_CLIENT_ID,
+            TENANT_B_CLIENT_SECRET,
+            TENANT_B_CERTIFICATE_PATH,
+            Side::B,
+        );
 
         let cloud_name = r.optional(AZURE_CLOUD);
         let cloud = r
@@ -410,7 +445,11 @@ impl Settings {
             .unwrap_or_else(CloudEndpoints::public);
         let graph = r.url(GRAPH_ENDPOINT);
         let authority = r.url(AUTHORITY_HOST);
-        let cloud = CloudEndpoints { graph: graph.unwrap_or(cloud.graph), authority: authority.unwrap_or(cloud.authority), graph_scope: cloud.graph_scope };
+        let cloud = CloudEndpoints {
+            graph: graph.unwrap_or(cloud.graph),
+            authority: authority.unwrap_or(cloud.authority),
+            graph_scope: cloud.graph_scope,
+        };
         let ca_path = r.optional(EXTRA_CA_CERTIFICATE_PATH);
         let extra_ca_pem = r.parsed(EXTRA_CA_CERTIFICATE_PATH, ca_path, |path| {
             let pem = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path:?}: {e}"))?;
@@ -442,7 +481,11 @@ impl Settings {
                 return Err("names no template".to_owned());
             }
             if templates.len() > crate::domain::MAX_VALUES_PER_USER {
-                return Err(format!("names {} templates; a user holds at most {} values", templates.len(), crate::domain::MAX_VALUES_PER_USER));
+                return Err(format!(
+                    "names {} templates; a user holds at most {} values",
+                    templates.len(),
+                    crate::domain::MAX_VALUES_PER_USER
+                ));
             }
             Ok(templates)
         });
@@ -451,7 +494,9 @@ impl Settings {
         let allow_mass_removal = r.bool(ALLOW_MASS_REMOVAL, false);
         let users_value = r.optional(REMOVAL_THRESHOLD_USERS);
         let max_users = r
-            .parsed(REMOVAL_THRESHOLD_USERS, users_value, |v| v.parse::<usize>().map_err(|_| format!("must be a whole number, not {v:?}")))
+            .parsed(REMOVAL_THRESHOLD_USERS, users_value, |v| {
+                v.parse::<usize>().map_err(|_| format!("must be a whole number, not {v:?}"))
+            })
             .unwrap_or(500);
         let percent_value = r.optional(REMOVAL_THRESHOLD_PERCENT);
         let max_percent = r
@@ -472,10 +517,16 @@ impl Settings {
                 r.problem(name, "must be at most 128 characters (Graph's clientState limit)");
             }
         }
-        if let Some(schedule) = r.optional(SYNC_SCHEDULE) {
-            if schedule.split_whitespace().count() != 6 {
-                r.problem(SYNC_SCHEDULE, format!("must be a 6-field NCRONTAB expression ({{second}} {{minute}} {{hour}} {{day}} {{month}} {{day-of-week}}, UTC), e.g. \"0 0 */4 * * *\"; not {schedule:?}"));
-            }
+        if let Some(schedule) = r.optional(SYNC_SCHEDULE)
+            && schedule.split_whitespace().count() != 6
+        {
+            r.problem(
+                SYNC_SCHEDULE,
+                format!(
+                    "must be a 6-field NCRONTAB expression ({{second}} {{minute}} {{hour}} {{day}} {{month}} \
+                     {{day-of-week}}, UTC), e.g. \"0 0 */4 * * *\"; not {schedule:?}"
+                ),
+            );
         }
 
         if !r.problems.is_empty() {
@@ -510,7 +561,9 @@ impl ServerSettings {
             names::FUNCTIONS_CUSTOMHANDLER_PORT,
             "the port the Functions host passes to a custom handler (set it yourself to run the server outside the host)",
         );
-        let port = r.parsed(names::FUNCTIONS_CUSTOMHANDLER_PORT, value, |v| v.parse::<u16>().map_err(|_| format!("must be a port number, not {v:?}")));
+        let port = r.parsed(names::FUNCTIONS_CUSTOMHANDLER_PORT, value, |v| {
+            v.parse::<u16>().map_err(|_| format!("must be a port number, not {v:?}"))
+        });
         match port {
             Some(port) => Ok(Self { port }),
             None => Err(ConfigError { problems: r.problems }),
@@ -572,7 +625,14 @@ mod tests {
         let named: Vec<_> = err.problems.iter().map(|p| p.name.as_str()).collect();
         assert_eq!(
             named,
-            ["TENANT_A_ID", "TENANT_B_CLIENT_SECRET", "MATCH_ON", "CERTIFICATE_USER_ID_TEMPLATES", "DRY_RUN", "SYNC_SCHEDULE"],
+            [
+                "TENANT_A_ID",
+                "TENANT_B_CLIENT_SECRET",
+                "MATCH_ON",
+                "CERTIFICATE_USER_ID_TEMPLATES",
+                "DRY_RUN",
+                "SYNC_SCHEDULE"
+            ],
             "{err}"
         );
     }

@@ -70,7 +70,8 @@ impl TimerInfo {
             Value::String(text) => serde_json::from_str(text).map_err(|e| EnvelopeError::NotJson(e.to_string()))?,
             other => other.clone(),
         };
-        let object = payload.as_object().ok_or_else(|| EnvelopeError::NotAnObject { binding, found: kind_of(&payload) })?;
+        let object =
+            payload.as_object().ok_or_else(|| EnvelopeError::NotAnObject { binding, found: kind_of(&payload) })?;
         let field = |name: &str| object.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v);
         let is_past_due = match field("IsPastDue") {
             Some(Value::Bool(b)) => *b,
@@ -129,7 +130,8 @@ pub struct HttpRequestData {
 impl HttpRequestData {
     pub fn from_invocation(request: &InvocationRequest, binding: &'static str) -> Result<Self, EnvelopeError> {
         let payload = request.trigger(binding).ok_or(EnvelopeError::MissingTrigger(binding))?;
-        let object = payload.as_object().ok_or_else(|| EnvelopeError::NotAnObject { binding, found: kind_of(payload) })?;
+        let object =
+            payload.as_object().ok_or_else(|| EnvelopeError::NotAnObject { binding, found: kind_of(payload) })?;
         let field = |name: &str| object.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v);
         let string = |v: &Value| match v {
             Value::String(s) => s.clone(),
@@ -168,7 +170,13 @@ impl HttpRequestData {
             // Some host versions hand a JSON body over already parsed.
             Some(other) => Some(other.to_string()),
         };
-        Ok(Self { url, method: field("Method").map(string).unwrap_or_default().to_ascii_uppercase(), query, headers, body })
+        Ok(Self {
+            url,
+            method: field("Method").map(string).unwrap_or_default().to_ascii_uppercase(),
+            query,
+            headers,
+            body,
+        })
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
@@ -214,7 +222,9 @@ mod tests {
 
     #[test]
     fn timer_payload_with_null_schedule_status_and_past_due_parses() {
-        let request = invocation(json!({"timer": {"Schedule": {"AdjustForDST": true}, "ScheduleStatus": null, "IsPastDue": true}}));
+        let request = invocation(
+            json!({"timer": {"Schedule": {"AdjustForDST": true}, "ScheduleStatus": null, "IsPastDue": true}}),
+        );
         let timer = TimerInfo::from_invocation(&request, "timer").unwrap();
         assert!(timer.is_past_due);
         assert_eq!(timer.last, None);
@@ -222,7 +232,12 @@ mod tests {
 
     #[test]
     fn dotnet_timestamps_parse_in_every_form_the_host_writes() {
-        for text in ["2026-11-22T10:00:00", "2026-11-22T10:00:00.0000000Z", "2026-11-22T11:00:00.123+01:00", "2026-11-22T10:00:00Z"] {
+        for text in [
+            "2026-11-22T10:00:00",
+            "2026-11-22T10:00:00.0000000Z",
+            "2026-11-22T11:00:00.123+01:00",
+            "2026-11-22T10:00:00Z",
+        ] {
             let parsed = parse_dotnet_datetime(text).unwrap_or_else(|| panic!("{text}"));
             assert_eq!(parsed.unix_timestamp(), 1_795_341_600, "{text}");
         }

@@ -14,4 +14,4 @@ pub mod timer;
 pub mod webhook;
 
 pub use envelope::{InvocationRequest, InvocationResponse};
-pub use routes::{router, AppState, CERT_SYNC_FUNCTION, WEBHOOK_FUNCTION};
+pub use routes::{AppState, CERT_SYNC_FUNCTION, WEBHOOK_FUNCTION, router};

@@ -47,11 +47,11 @@ fn invocation_id(headers: &HeaderMap) -> String {
 }
 
 /// Parses the envelope; a body that is not one is a failed invocation, answered with the reason in `Logs`.
-fn parse_envelope(body: &Bytes) -> Result<InvocationRequest, Response> {
+fn parse_envelope(body: &Bytes) -> Result<InvocationRequest, EnvelopeError> {
     serde_json::from_slice(body).map_err(|e| {
         let error = EnvelopeError::NotJson(e.to_string());
         tracing::error!(%error, "rejected invocation");
-        failed(StatusCode::BAD_REQUEST, error.to_string())
+        error
     })
 }
 
@@ -68,7 +68,7 @@ async fn cert_sync(State(state): State<AppState>, headers: HeaderMap, body: Byte
     async move {
         let request = match parse_envelope(&body) {
             Ok(request) => request,
-            Err(response) => return response,
+            Err(error) => return failed(StatusCode::BAD_REQUEST, error.to_string()),
         };
         let (status, response) = super::timer::handle(&state, &request, &id).await;
         (status, Json(response)).into_response()
@@ -83,7 +83,7 @@ async fn webhook(State(state): State<AppState>, headers: HeaderMap, body: Bytes)
     async move {
         let request = match parse_envelope(&body) {
             Ok(request) => request,
-            Err(response) => return response,
+            Err(error) => return failed(StatusCode::BAD_REQUEST, error.to_string()),
         };
         let (status, response) = super::webhook::handle(&state.webhook, &request);
         (status, Json(response)).into_response()

@@ -10,7 +10,11 @@ use crate::sync::{RunOutcome, RunRequest, Trigger};
 /// The binding name in `function-cert-sync/function.json`.
 pub const TIMER_BINDING: &str = "timer";
 
-pub async fn handle(state: &AppState, request: &InvocationRequest, invocation_id: &str) -> (StatusCode, InvocationResponse) {
+pub async fn handle(
+    state: &AppState,
+    request: &InvocationRequest,
+    invocation_id: &str,
+) -> (StatusCode, InvocationResponse) {
     let mut response = InvocationResponse::default();
     let timer = match TimerInfo::from_invocation(request, TIMER_BINDING) {
         Ok(timer) => timer,
@@ -27,7 +31,11 @@ pub async fn handle(state: &AppState, request: &InvocationRequest, invocation_id
     }
     let report = state
         .sync
-        .run(RunRequest { trigger: Trigger::Timer { past_due: timer.is_past_due }, invocation_id: Some(invocation_id.to_owned()), ..RunRequest::default() })
+        .run(RunRequest {
+            trigger: Trigger::Timer { past_due: timer.is_past_due },
+            invocation_id: Some(invocation_id.to_owned()),
+            ..RunRequest::default()
+        })
         .await;
     response.logs.extend(report.summary_lines());
     response.return_value = json!({

@@ -117,8 +117,14 @@ pub fn handle(settings: &WebhookSettings, request: &InvocationRequest) -> (Statu
     }
     if dropped > 0 {
         // Security log: someone posted notifications that are not from our subscriptions.
-        tracing::warn!(dropped, accepted = queued.len(), "dropped notifications whose clientState did not match (security)");
-        response.log(format!("Dropped {dropped} notification(s) with an unknown subscription or a clientState that did not match."));
+        tracing::warn!(
+            dropped,
+            accepted = queued.len(),
+            "dropped notifications whose clientState did not match (security)"
+        );
+        response.log(format!(
+            "Dropped {dropped} notification(s) with an unknown subscription or a clientState that did not match."
+        ));
     }
     if !queued.is_empty() {
         let messages: Vec<Value> =
@@ -150,13 +156,15 @@ fn parse_notifications(http: &HttpRequestData) -> Result<Vec<IncomingNotificatio
             return Err(WebhookRejection::WrongContentType(content_type.to_owned()));
         }
     }
-    let parsed: NotificationBody = serde_json::from_str(body).map_err(|e| WebhookRejection::Malformed(e.to_string()))?;
+    let parsed: NotificationBody =
+        serde_json::from_str(body).map_err(|e| WebhookRejection::Malformed(e.to_string()))?;
     parsed
         .value
         .into_iter()
         .enumerate()
         .map(|(i, item)| {
-            serde_json::from_value::<IncomingNotification>(item).map_err(|e| WebhookRejection::Malformed(format!("value[{i}]: {e}")))
+            serde_json::from_value::<IncomingNotification>(item)
+                .map_err(|e| WebhookRejection::Malformed(format!("value[{i}]: {e}")))
         })
         .collect()
 }
@@ -214,7 +222,10 @@ mod tests {
     use serde_json::json;
 
     fn settings() -> WebhookSettings {
-        WebhookSettings { client_state: Some("current-secret".to_owned().into()), previous_client_state: Some("old-secret".to_owned().into()) }
+        WebhookSettings {
+            client_state: Some("current-secret".to_owned().into()),
+            previous_client_state: Some("old-secret".to_owned().into()),
+        }
     }
 
     fn invocation(req: Value) -> InvocationRequest {
@@ -268,7 +279,11 @@ mod tests {
             let (status, response) = handle(&settings(), &post(body));
             assert_eq!(status, StatusCode::OK, "{body:?}");
             assert_eq!(http_status(&response), "400", "{body:?}");
-            assert!(response.outputs["res"]["body"].as_str().unwrap().contains(expected), "{body:?}: {:?}", response.outputs);
+            assert!(
+                response.outputs["res"]["body"].as_str().unwrap().contains(expected),
+                "{body:?}: {:?}",
+                response.outputs
+            );
         }
         let big = format!(r#"{{"value":[],"pad":"{}"}}"#, "x".repeat(MAX_NOTIFICATION_BODY_BYTES));
         assert_eq!(http_status(&handle(&settings(), &post(&big)).1), "400");
@@ -278,7 +293,11 @@ mod tests {
 
     #[test]
     fn the_validation_token_is_echoed_as_plain_text() {
-        for token in ["Validation: Testing client application reachability for subscription Request-Id: 8f2c", "a+b/c=", "ünï cödé"] {
+        for token in [
+            "Validation: Testing client application reachability for subscription Request-Id: 8f2c",
+            "a+b/c=",
+            "ünï cödé",
+        ] {
             let request = invocation(json!({"Method": "POST", "Query": {"validationToken": token}, "Headers": {}}));
             let (status, response) = handle(&settings(), &request);
             assert_eq!(status, StatusCode::OK);

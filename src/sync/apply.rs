@@ -46,7 +46,8 @@ pub async fn apply(plan: &Plan, target: &GraphClient, state: &dyn BlobStore, led
     }
 
     // 1. Claim what we are about to add, before it is on any user.
-    let claims: Vec<(&UserId, &[String])> = plan.changes.iter().filter(|c| !c.add.is_empty()).map(|c| (&c.user.id, c.add.as_slice())).collect();
+    let claims: Vec<(&UserId, &[String])> =
+        plan.changes.iter().filter(|c| !c.add.is_empty()).map(|c| (&c.user.id, c.add.as_slice())).collect();
     if !claims.is_empty() {
         let claimed = update_json::<Ledger, _>(state, ledger_blob, LEDGER_ATTEMPTS, |current| {
             let mut ledger = current.unwrap_or_else(Ledger::new);
@@ -65,7 +66,9 @@ pub async fn apply(plan: &Plan, target: &GraphClient, state: &dyn BlobStore, led
     let ids: Vec<UserId> = plan.changes.iter().map(|c| c.user.id.clone()).collect();
     let fresh: BTreeMap<UserId, Option<DirectoryUser>> = match target.get_users(&ids, REREAD_SELECT).await {
         Ok(users) => users.into_iter().collect(),
-        Err(error) => return failed_all(plan, format!("not written: re-reading the users before writing failed ({error})")),
+        Err(error) => {
+            return failed_all(plan, format!("not written: re-reading the users before writing failed ({error})"));
+        }
     };
 
     let mut applied = Applied::default();
@@ -75,7 +78,12 @@ pub async fn apply(plan: &Plan, target: &GraphClient, state: &dyn BlobStore, led
             applied.changes.push(ChangeResult {
                 change: change.clone(),
                 status: ChangeStatus::Failed,
-                error: Some(ErrorDetail { status: Some(404), code: Some("Request_ResourceNotFound".into()), message: "the user was deleted before it could be written".into(), request_id: None }),
+                error: Some(ErrorDetail {
+                    status: Some(404),
+                    code: Some("Request_ResourceNotFound".into()),
+                    message: "the user was deleted before it could be written".into(),
+                    request_id: None,
+                }),
             });
             continue;
         };
@@ -109,11 +117,14 @@ pub async fn apply(plan: &Plan, target: &GraphClient, state: &dyn BlobStore, led
         if phase.is_empty() {
             continue;
         }
-        let writes: Vec<(UserId, Vec<String>)> = phase.iter().map(|(c, after)| (c.user.id.clone(), after.clone())).collect();
+        let writes: Vec<(UserId, Vec<String>)> =
+            phase.iter().map(|(c, after)| (c.user.id.clone(), after.clone())).collect();
         let mut outcomes: BTreeMap<UserId, _> = target.set_certificate_user_ids(writes).await.into_iter().collect();
         for (change, _) in phase {
             match outcomes.remove(&change.user.id) {
-                Some(Ok(())) => applied.changes.push(ChangeResult { change, status: ChangeStatus::Applied, error: None }),
+                Some(Ok(())) => {
+                    applied.changes.push(ChangeResult { change, status: ChangeStatus::Applied, error: None })
+                }
                 Some(Err(error)) => {
                     if error.is_uniqueness_conflict() {
                         for value in &change.add {
@@ -129,12 +140,21 @@ pub async fn apply(plan: &Plan, target: &GraphClient, state: &dyn BlobStore, led
                             }
                         }
                     }
-                    applied.changes.push(ChangeResult { change, status: ChangeStatus::Failed, error: Some(ErrorDetail::from(&error)) });
+                    applied.changes.push(ChangeResult {
+                        change,
+                        status: ChangeStatus::Failed,
+                        error: Some(ErrorDetail::from(&error)),
+                    });
                 }
                 None => applied.changes.push(ChangeResult {
                     change,
                     status: ChangeStatus::Failed,
-                    error: Some(ErrorDetail { status: None, code: None, message: "Graph returned no result for this write".into(), request_id: None }),
+                    error: Some(ErrorDetail {
+                        status: None,
+                        code: None,
+                        message: "Graph returned no result for this write".into(),
+                        request_id: None,
+                    }),
                 }),
             }
         }
@@ -148,14 +168,21 @@ pub async fn apply(plan: &Plan, target: &GraphClient, state: &dyn BlobStore, led
             let id = &result.change.user.id;
             match result.status {
                 ChangeStatus::Applied | ChangeStatus::AlreadyApplied => {
-                    let kept: Vec<String> = ledger.owned(id).iter().filter(|v| result.change.after.contains(v)).cloned().collect();
+                    let kept: Vec<String> =
+                        ledger.owned(id).iter().filter(|v| result.change.after.contains(v)).cloned().collect();
                     ledger.set(id.clone(), kept);
                 }
                 // A failed write keeps its claims: the next plan drops any claimed value that is not on the user.
                 ChangeStatus::Failed | ChangeStatus::Planned => {}
             }
         }
-        let others: BTreeSet<UserId> = ledger.users.keys().chain(plan.ledger_after.users.keys()).filter(|id| !changed.contains(id)).cloned().collect();
+        let others: BTreeSet<UserId> = ledger
+            .users
+            .keys()
+            .chain(plan.ledger_after.users.keys())
+            .filter(|id| !changed.contains(id))
+            .cloned()
+            .collect();
         for id in others {
             ledger.set(id.clone(), plan.ledger_after.owned(&id).to_vec());
         }

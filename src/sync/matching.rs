@@ -18,7 +18,8 @@ use crate::graph::DirectoryUser;
 pub struct MatchKey(Attribute);
 
 impl MatchKey {
-    pub const CHOICES: &'static str = "upn-local-part, upn, mail, employee-id, sam-account-name, or extension:<property name>";
+    pub const CHOICES: &'static str =
+        "upn-local-part, upn, mail, employee-id, sam-account-name, or extension:<property name>";
 
     pub fn parse(text: &str) -> Option<Self> {
         let attribute = match text.trim() {

@@ -29,7 +29,9 @@ pub use template::{PRESETS, Template};
 
 use crate::config::Settings;
 use crate::graph::{GraphClient, GraphError, GraphMetrics, GraphOptions, TenantCredential, build_credential};
-use crate::storage::{AzureBlobStore, BlobStore, RetryPolicy, StorageConnection, StorageError, UploadOutcome, read_json, upload_run_log};
+use crate::storage::{
+    AzureBlobStore, BlobStore, RetryPolicy, StorageConnection, StorageError, UploadOutcome, read_json, upload_run_log,
+};
 
 /// How long the run lease lasts between renewals (Azure allows 15–60 s): a crashed holder blocks the next run at
 /// most this long, so the shortest is chosen; renewing three times per period survives one slow renewal.
@@ -86,10 +88,20 @@ impl SyncService {
     /// Builds the Graph clients from the settings; storage is connected at the first run.
     pub fn new(settings: Arc<Settings>) -> Result<Self, SyncSetupError> {
         let options = GraphOptions { extra_ca_pem: settings.extra_ca_pem.clone(), ..GraphOptions::default() };
-        let source = GraphClient::connect(settings.tenant_a.tenant_id.clone(), &settings.tenant_a.credential, &settings.cloud, options.clone())
-            .map_err(|source| SyncSetupError::Graph { side: 'A', source })?;
-        let target = GraphClient::connect(settings.tenant_b.tenant_id.clone(), &settings.tenant_b.credential, &settings.cloud, options)
-            .map_err(|source| SyncSetupError::Graph { side: 'B', source })?;
+        let source = GraphClient::connect(
+            settings.tenant_a.tenant_id.clone(),
+            &settings.tenant_a.credential,
+            &settings.cloud,
+            options.clone(),
+        )
+        .map_err(|source| SyncSetupError::Graph { side: 'A', source })?;
+        let target = GraphClient::connect(
+            settings.tenant_b.tenant_id.clone(),
+            &settings.tenant_b.credential,
+            &settings.cloud,
+            options,
+        )
+        .map_err(|source| SyncSetupError::Graph { side: 'B', source })?;
         Ok(Self { settings, source, target, stores: OnceCell::new() })
     }
 
@@ -115,10 +127,15 @@ impl SyncService {
                             &self.settings.cloud,
                             None,
                         )
-                        .map_err(|e| StorageError::InvalidConnection(format!("cannot build the managed identity credential for storage: {e}")))?,
+                        .map_err(|e| {
+                            StorageError::InvalidConnection(format!(
+                                "cannot build the managed identity credential for storage: {e}"
+                            ))
+                        })?,
                     ),
                 };
-                let state = AzureBlobStore::connect(&storage.connection, credential.clone(), &storage.state_container).await?;
+                let state =
+                    AzureBlobStore::connect(&storage.connection, credential.clone(), &storage.state_container).await?;
                 let logs = AzureBlobStore::connect(&storage.connection, credential, &storage.log_container).await?;
                 Ok(Stores { state: Arc::new(state), logs: Arc::new(logs) })
             })
@@ -146,7 +163,9 @@ impl SyncService {
         match &stores {
             Ok(stores) => self.run_with_stores(stores, &request, dry_run, &mut report).instrument(span.clone()).await,
             Err(error) => {
-                report.outcome = RunOutcome::Failed { reason: format!("the state storage cannot be reached, so nothing was read or written: {error}") };
+                report.outcome = RunOutcome::Failed {
+                    reason: format!("the state storage cannot be reached, so nothing was read or written: {error}"),
+                };
             }
         }
         report.graph.tenant_a = metrics_since(&before.0, &self.source.metrics());
@@ -163,7 +182,9 @@ impl SyncService {
                 report.log_location = Some(format!("{}/{log_blob}", self.settings.storage.log_container));
                 let text = report.to_text();
                 let json = serde_json::to_vec_pretty(&report).unwrap_or_default();
-                if let UploadOutcome::FellBackToStdout { error } = upload_run_log(stores.logs.as_ref(), started, &run_id, &text, &json, LOG_UPLOAD_RETRY).await {
+                if let UploadOutcome::FellBackToStdout { error } =
+                    upload_run_log(stores.logs.as_ref(), started, &run_id, &text, &json, LOG_UPLOAD_RETRY).await
+                {
                     report.log_location = Some("stdout".to_owned());
                     report.log_upload_error = Some(crate::error_chain(&error));
                 }
@@ -175,7 +196,13 @@ impl SyncService {
                 }
             }
         }
-        tracing::info!(outcome = report.outcome.label(), changed = report.totals.users_changed, failed = report.totals.failed, duration_ms = report.duration_ms, "sync run finished");
+        tracing::info!(
+            outcome = report.outcome.label(),
+            changed = report.totals.users_changed,
+            failed = report.totals.failed,
+            duration_ms = report.duration_ms,
+            "sync run finished"
+        );
         report
     }
 
@@ -190,11 +217,16 @@ impl SyncService {
             match stores.state.acquire_lease(&ledger::lease_blob(tenant), LEASE_DURATION).await {
                 Ok(Some(lease)) => Some(lease),
                 Ok(None) => {
-                    report.outcome = RunOutcome::Skipped { reason: "another run is writing to this tenant (its lease is held); this run did nothing".to_owned() };
+                    report.outcome = RunOutcome::Skipped {
+                        reason: "another run is writing to this tenant (its lease is held); this run did nothing"
+                            .to_owned(),
+                    };
                     return;
                 }
                 Err(error) => {
-                    report.outcome = RunOutcome::Failed { reason: format!("the run lease could not be taken, so nothing was written: {error}") };
+                    report.outcome = RunOutcome::Failed {
+                        reason: format!("the run lease could not be taken, so nothing was written: {error}"),
+                    };
                     return;
                 }
             }
@@ -225,20 +257,32 @@ impl SyncService {
         if lease_lost.load(Ordering::SeqCst) {
             report.notes.push("the run lease was lost during the run; another run may have started".to_owned());
         }
-        if let Some(lease) = lease {
-            if let Err(error) = stores.state.release_lease(lease).await {
-                report.notes.push(format!("the run lease could not be released ({error}); it expires by itself within {} s", LEASE_DURATION.as_secs()));
-            }
+        if let Some(lease) = lease
+            && let Err(error) = stores.state.release_lease(lease).await
+        {
+            report.notes.push(format!(
+                "the run lease could not be released ({error}); it expires by itself within {} s",
+                LEASE_DURATION.as_secs()
+            ));
         }
     }
 
-    async fn observe_plan_apply(&self, stores: &Stores, request: &RunRequest, dry_run: bool, ledger_blob: &str, report: &mut RunReport) {
+    async fn observe_plan_apply(
+        &self,
+        stores: &Stores,
+        request: &RunRequest,
+        dry_run: bool,
+        ledger_blob: &str,
+        report: &mut RunReport,
+    ) {
         let ledger = match read_json::<Ledger>(stores.state.as_ref(), ledger_blob).await {
             Ok(Some((ledger, _))) => LedgerState::Loaded(ledger),
             Ok(None) => LedgerState::Missing,
             Err(StorageError::Corrupt { reason, .. }) => LedgerState::Unreadable(reason),
             Err(error) => {
-                report.outcome = RunOutcome::Failed { reason: format!("the ownership ledger could not be read, so nothing was written: {error}") };
+                report.outcome = RunOutcome::Failed {
+                    reason: format!("the ownership ledger could not be read, so nothing was written: {error}"),
+                };
                 return;
             }
         };
@@ -270,7 +314,11 @@ impl SyncService {
         report.totals.unchanged = plan.unchanged;
 
         if dry_run {
-            report.changes = plan.changes.iter().map(|c| report::ChangeResult { change: c.clone(), status: ChangeStatus::Planned, error: None }).collect();
+            report.changes = plan
+                .changes
+                .iter()
+                .map(|c| report::ChangeResult { change: c.clone(), status: ChangeStatus::Planned, error: None })
+                .collect();
             report.outcome = RunOutcome::Skipped { reason: "dry run: the plan above was not applied".to_owned() };
             return;
         }

@@ -111,7 +111,13 @@ pub async fn observe(
         let (source_users, source_non_user_members) = union(&pair.source_groups, &source_members);
         let (target_users, target_non_user_members) = union(&pair.target_groups, &target_members);
         seen_targets.extend(target_users.iter().map(|u| u.id.clone()));
-        pairs.push(ObservedPair { name: pair.name.clone(), source_users, target_users, source_non_user_members, target_non_user_members });
+        pairs.push(ObservedPair {
+            name: pair.name.clone(),
+            source_users,
+            target_users,
+            source_non_user_members,
+            target_non_user_members,
+        });
     }
 
     let departed_ids: Vec<UserId> = ledger

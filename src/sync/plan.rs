@@ -149,11 +149,15 @@ pub fn plan(observed: &Observed, settings: &PlanSettings) -> Plan {
     let (ledger, removals_allowed) = match &observed.ledger {
         LedgerState::Loaded(ledger) => (ledger, true),
         LedgerState::Missing => {
-            result.removals_disabled = Some("no ownership ledger exists yet, so no value is known to be ours: nothing is removed in this run".to_owned());
+            result.removals_disabled = Some(
+                "no ownership ledger exists yet, so no value is known to be ours: nothing is removed in this run"
+                    .to_owned(),
+            );
             (&empty, false)
         }
         LedgerState::Unreadable(reason) => {
-            result.removals_disabled = Some(format!("the ownership ledger cannot be read ({reason}): nothing is removed in this run"));
+            result.removals_disabled =
+                Some(format!("the ownership ledger cannot be read ({reason}): nothing is removed in this run"));
             (&empty, false)
         }
     };
@@ -171,7 +175,11 @@ pub fn plan(observed: &Observed, settings: &PlanSettings) -> Plan {
             without_key: matching
                 .without_key
                 .iter()
-                .map(|(side, u)| Skip { user: UserRef::from(*u), side: *side, reason: format!("has no {} to match on", settings.match_key) })
+                .map(|(side, u)| Skip {
+                    user: UserRef::from(*u),
+                    side: *side,
+                    reason: format!("has no {} to match on", settings.match_key),
+                })
                 .collect(),
             non_user_members_a: pair.source_non_user_members,
             non_user_members_b: pair.target_non_user_members,
@@ -223,8 +231,12 @@ pub fn plan(observed: &Observed, settings: &PlanSettings) -> Plan {
             continue;
         }
         let owned = ledger.owned(id);
-        let remove: Vec<String> =
-            user.certificate_user_ids.iter().filter(|v| owned.contains(v) && !desire.values.contains(v)).cloned().collect();
+        let remove: Vec<String> = user
+            .certificate_user_ids
+            .iter()
+            .filter(|v| owned.contains(v) && !desire.values.contains(v))
+            .cloned()
+            .collect();
         if !remove.is_empty() {
             freed.extend(remove.iter().cloned());
             removals.insert(id.clone(), remove);
@@ -238,7 +250,10 @@ pub fn plan(observed: &Observed, settings: &PlanSettings) -> Plan {
         let share = losing as f64 * 100.0 / holding as f64;
         let threshold = settings.removal_threshold;
         let reason = if losing > threshold.max_users {
-            Some(format!("{losing} users would lose values, more than the threshold of {} (REMOVAL_THRESHOLD_USERS)", threshold.max_users))
+            Some(format!(
+                "{losing} users would lose values, more than the threshold of {} (REMOVAL_THRESHOLD_USERS)",
+                threshold.max_users
+            ))
         } else if losing >= RemovalThreshold::MIN_USERS_FOR_SHARE && share > threshold.max_percent {
             Some(format!(
                 "{losing} of {holding} users holding our values ({share:.0}%) would lose them, more than {}% (REMOVAL_THRESHOLD_PERCENT)",
@@ -250,7 +265,9 @@ pub fn plan(observed: &Observed, settings: &PlanSettings) -> Plan {
         if let Some(reason) = reason {
             result.removals_held_back = Some(HeldBackRemovals {
                 users: losing,
-                reason: format!("{reason}; removals were not applied. Check the group membership, then run once with --allow-mass-removal (or ALLOW_MASS_REMOVAL=true)"),
+                reason: format!(
+                    "{reason}; removals were not applied. Check the group membership, then run once with --allow-mass-removal (or ALLOW_MASS_REMOVAL=true)"
+                ),
             });
             removals.clear();
             freed.clear();
@@ -267,7 +284,9 @@ pub fn plan(observed: &Observed, settings: &PlanSettings) -> Plan {
         let user_ref = UserRef::from(user);
         let skip = |reason: String| Skip { user: user_ref.clone(), side: Side::TenantB, reason };
         if desire.held {
-            result.skipped.push(skip("its match is ambiguous (see the pair's ambiguous keys): left unchanged".to_owned()));
+            result
+                .skipped
+                .push(skip("its match is ambiguous (see the pair's ambiguous keys): left unchanged".to_owned()));
             continue;
         }
         for missing in &desire.missing {
@@ -309,7 +328,9 @@ pub fn plan(observed: &Observed, settings: &PlanSettings) -> Plan {
         }
         if let LedgerState::Unreadable(_) = observed.ledger {
             // Without a readable ledger an addition could not be recorded as ours, and the ledger is never replaced.
-            result.skipped.push(skip("not written: the ownership ledger cannot be read (see removalsDisabled)".to_owned()));
+            result
+                .skipped
+                .push(skip("not written: the ownership ledger cannot be read (see removalsDisabled)".to_owned()));
             continue;
         }
         for value in &add {
@@ -333,7 +354,8 @@ pub fn plan(observed: &Observed, settings: &PlanSettings) -> Plan {
         }
         result.changes.push(UserChange { user: user_ref, before: current.clone(), after, add, remove });
     }
-    result.ledger_changed = ledger_after != *ledger || matches!(observed.ledger, LedgerState::Missing) && !ledger_after.users.is_empty();
+    result.ledger_changed =
+        ledger_after != *ledger || matches!(observed.ledger, LedgerState::Missing) && !ledger_after.users.is_empty();
     result.ledger_after = ledger_after;
     result
 }

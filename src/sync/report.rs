@@ -61,7 +61,12 @@ impl From<&GraphError> for ErrorDetail {
             GraphError::Throttled { .. } => Some("TooManyRequests".to_owned()),
             _ => None,
         };
-        Self { status: error.status(), code, message: error.to_string(), request_id: error.request_id().map(str::to_owned) }
+        Self {
+            status: error.status(),
+            code,
+            message: error.to_string(),
+            request_id: error.request_id().map(str::to_owned),
+        }
     }
 }
 
@@ -141,7 +146,14 @@ pub struct RunReport {
 }
 
 impl RunReport {
-    pub fn new(run_id: String, trigger: Trigger, dry_run: bool, started: String, tenant_a: String, tenant_b: String) -> Self {
+    pub fn new(
+        run_id: String,
+        trigger: Trigger,
+        dry_run: bool,
+        started: String,
+        tenant_a: String,
+        tenant_b: String,
+    ) -> Self {
         Self {
             schema_version: REPORT_SCHEMA_VERSION,
             run_id,
@@ -198,7 +210,17 @@ impl RunReport {
             self.run_id,
             self.outcome.label(),
             if self.dry_run { " (dry run)" } else { "" },
-            t.matched, t.users_changed, t.values_added, t.values_removed, t.unchanged, t.only_in_a, t.only_in_b, t.ambiguous, t.skipped, t.conflicts, t.failed
+            t.matched,
+            t.users_changed,
+            t.values_added,
+            t.values_removed,
+            t.unchanged,
+            t.only_in_a,
+            t.only_in_b,
+            t.ambiguous,
+            t.skipped,
+            t.conflicts,
+            t.failed
         )];
         if let RunOutcome::Failed { reason } | RunOutcome::Skipped { reason } = &self.outcome {
             lines.push(reason.clone());
@@ -217,7 +239,12 @@ impl RunReport {
         let mut out = String::new();
         let user = |u: &UserRef| format!("{} ({})", u.user_principal_name, u.id);
         let _ = writeln!(out, "certsync run {} — {}", self.run_id, self.started);
-        let _ = writeln!(out, "Trigger: {:?}{}", self.trigger, if self.dry_run { " — DRY RUN: nothing was written" } else { "" });
+        let _ = writeln!(
+            out,
+            "Trigger: {:?}{}",
+            self.trigger,
+            if self.dry_run { " — DRY RUN: nothing was written" } else { "" }
+        );
         let _ = writeln!(out, "Tenant A: {}   Tenant B: {}", self.tenant_a, self.tenant_b);
         let _ = writeln!(out, "Outcome: {}", self.outcome.label());
         if let RunOutcome::Failed { reason } | RunOutcome::Skipped { reason } = &self.outcome {
@@ -239,12 +266,24 @@ impl RunReport {
                 let _ = writeln!(out, "No match key ({:?}): {} {}", s.side, user(&s.user), s.reason);
             }
             if pair.non_user_members_a + pair.non_user_members_b > 0 {
-                let _ = writeln!(out, "Non-user members skipped: {} in Tenant A, {} in Tenant B", pair.non_user_members_a, pair.non_user_members_b);
+                let _ = writeln!(
+                    out,
+                    "Non-user members skipped: {} in Tenant A, {} in Tenant B",
+                    pair.non_user_members_a, pair.non_user_members_b
+                );
             }
         }
         let _ = writeln!(out, "\n== Changes ==");
         for c in &self.changes {
-            let _ = writeln!(out, "{:?}: {} add {:?} remove {:?} → {:?}", c.status, user(&c.change.user), c.change.add, c.change.remove, c.change.after);
+            let _ = writeln!(
+                out,
+                "{:?}: {} add {:?} remove {:?} → {:?}",
+                c.status,
+                user(&c.change.user),
+                c.change.add,
+                c.change.remove,
+                c.change.after
+            );
             if let Some(e) = &c.error {
                 let _ = writeln!(out, "    error: {}", e.message);
             }
@@ -275,7 +314,17 @@ impl RunReport {
         let _ = writeln!(
             out,
             "\nTotals: matched {} · changed {} (+{} / -{}) · unchanged {} · only A {} · only B {} · ambiguous {} · skipped {} · conflicts {} · failed {}",
-            t.matched, t.users_changed, t.values_added, t.values_removed, t.unchanged, t.only_in_a, t.only_in_b, t.ambiguous, t.skipped, t.conflicts, t.failed
+            t.matched,
+            t.users_changed,
+            t.values_added,
+            t.values_removed,
+            t.unchanged,
+            t.only_in_a,
+            t.only_in_b,
+            t.ambiguous,
+            t.skipped,
+            t.conflicts,
+            t.failed
         );
         let g = &self.graph;
         let _ = writeln!(

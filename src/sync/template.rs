@@ -180,7 +180,9 @@ impl Template {
         });
         match sample {
             Ok(_) => Ok(template),
-            Err(RenderError::Invalid { source, .. }) => Err(TemplateError::Pattern { template: text.to_owned(), source }),
+            Err(RenderError::Invalid { source, .. }) => {
+                Err(TemplateError::Pattern { template: text.to_owned(), source })
+            }
             Err(RenderError::MissingAttribute { .. }) => unreachable!("the sample provides every attribute"),
         }
     }
@@ -210,13 +212,13 @@ impl Template {
         for part in &self.parts {
             match part {
                 Part::Literal(text) => value.push_str(text),
-                Part::Attribute(attribute) => value.push_str(read(attribute).ok_or_else(|| RenderError::MissingAttribute {
-                    template: self.source.clone(),
-                    attribute: attribute.to_string(),
+                Part::Attribute(attribute) => value.push_str(read(attribute).ok_or_else(|| {
+                    RenderError::MissingAttribute { template: self.source.clone(), attribute: attribute.to_string() }
                 })?),
             }
         }
-        CertificateUserId::parse(&value).map_err(|source| RenderError::Invalid { template: self.source.clone(), source })
+        CertificateUserId::parse(&value)
+            .map_err(|source| RenderError::Invalid { template: self.source.clone(), source })
     }
 }
 

@@ -29,10 +29,6 @@ impl UserBuilder {
         self.0.mail = Some(mail.to_owned());
         self
     }
-    pub fn employee_id(mut self, id: &str) -> Self {
-        self.0.employee_id = Some(id.to_owned());
-        self
-    }
     pub fn synced(mut self) -> Self {
         self.0.on_premises_sync_enabled = Some(true);
         self

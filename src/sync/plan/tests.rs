@@ -16,7 +16,12 @@ fn settings(templates: &[&str]) -> PlanSettings {
 
 fn observed(sources: Vec<DirectoryUser>, targets: Vec<DirectoryUser>, ledger: LedgerState) -> Observed {
     Observed {
-        pairs: vec![ObservedPair { name: "pair-1".into(), source_users: sources, target_users: targets, ..Default::default() }],
+        pairs: vec![ObservedPair {
+            name: "pair-1".into(),
+            source_users: sources,
+            target_users: targets,
+            ..Default::default()
+        }],
         departed_targets: vec![],
         deleted_targets: vec![],
         ledger,
@@ -77,7 +82,10 @@ fn without_a_ledger_nothing_is_removed_and_the_plan_says_why() {
 fn an_unreadable_ledger_stops_every_write() {
     let erin_a = user("erin@a.example").build();
     let erin_b = user("erin@b.example").build();
-    let plan = plan(&observed(vec![erin_a], vec![erin_b], LedgerState::Unreadable("bad JSON".into())), &settings(&["subject-cn"]));
+    let plan = plan(
+        &observed(vec![erin_a], vec![erin_b], LedgerState::Unreadable("bad JSON".into())),
+        &settings(&["subject-cn"]),
+    );
     assert!(plan.changes.is_empty());
     assert!(plan.skipped.iter().any(|s| s.reason.contains("ledger cannot be read")));
     assert!(!plan.ledger_changed);
@@ -97,7 +105,8 @@ fn a_value_held_by_another_user_is_a_conflict_naming_the_holder() {
     let gina_a = user("gina@a.example").build();
     let gina_b = user("gina@b.example").build();
     let other = user("someone@b.example").values(["X509:<S>CN=gina"]).build();
-    let plan = plan(&observed(vec![gina_a], vec![gina_b, other.clone()], LedgerState::Missing), &settings(&["subject-cn"]));
+    let plan =
+        plan(&observed(vec![gina_a], vec![gina_b, other.clone()], LedgerState::Missing), &settings(&["subject-cn"]));
     assert!(plan.changes.is_empty());
     assert_eq!(plan.conflicts[0].holder_id, other.id.to_string());
 }
@@ -123,13 +132,19 @@ fn the_ten_value_limit_is_never_exceeded_and_the_overflow_is_reported() {
     ivy_b.certificate_user_ids = nine;
     let plan = plan(&observed(vec![ivy_a], vec![ivy_b], LedgerState::Missing), &settings(&["subject-cn", "rfc822"]));
     assert_eq!(plan.changes[0].after.len(), 10);
-    assert!(plan.skipped.iter().any(|s| s.reason.contains("limit of 10") && s.reason.contains("X509:<RFC822>ivy@contoso.com")));
+    assert!(
+        plan.skipped
+            .iter()
+            .any(|s| s.reason.contains("limit of 10") && s.reason.contains("X509:<RFC822>ivy@contoso.com"))
+    );
 }
 
 #[test]
 fn mass_removals_are_held_back_above_the_threshold_unless_allowed() {
-    let targets: Vec<DirectoryUser> = (0..12).map(|i| user(&format!("u{i}@b.example")).values([&*format!("X509:<S>CN=u{i}")]).build()).collect();
-    let entries: Vec<(&DirectoryUser, Vec<&str>)> = targets.iter().map(|u| (u, vec![u.certificate_user_ids[0].as_str()])).collect();
+    let targets: Vec<DirectoryUser> =
+        (0..12).map(|i| user(&format!("u{i}@b.example")).values([&*format!("X509:<S>CN=u{i}")]).build()).collect();
+    let entries: Vec<(&DirectoryUser, Vec<&str>)> =
+        targets.iter().map(|u| (u, vec![u.certificate_user_ids[0].as_str()])).collect();
     let entries: Vec<(&DirectoryUser, &[&str])> = entries.iter().map(|(u, v)| (*u, v.as_slice())).collect();
     // Everyone left the Tenant A group: 12 of 12 users would lose values.
     let observed = observed(vec![], targets.clone(), ledger_with(&entries));
@@ -153,7 +168,15 @@ fn an_ambiguous_local_part_is_never_written() {
 
 // ---- properties ----
 
-const VALUES: &[&str] = &["X509:<S>CN=u0", "X509:<S>CN=u1", "X509:<S>CN=u2", "X509:<PN>a@x", "X509:<PN>b@x", "X509:<PN>c@x", "X509:<RFC822>m@x"];
+const VALUES: &[&str] = &[
+    "X509:<S>CN=u0",
+    "X509:<S>CN=u1",
+    "X509:<S>CN=u2",
+    "X509:<PN>a@x",
+    "X509:<PN>b@x",
+    "X509:<PN>c@x",
+    "X509:<RFC822>m@x",
+];
 
 prop_compose! {
     /// A small random directory: users u0..u5 in Tenant B with random values, a random subset (with possible duplicate
