@@ -1,0 +1,108 @@
+//! Injected faults, drawn from a seeded generator so a run can be replayed.
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::options::{FaultKind, Faults};
+
+const ALL_KINDS: [FaultKind; 4] =
+    [FaultKind::Throttle429, FaultKind::Internal500, FaultKind::Unavailable503, FaultKind::Timeout];
+
+/// A transient token-endpoint failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TokenFault {
+    /// `500 server_error` (AADSTS50000).
+    ServerError,
+    /// `503 temporarily_unavailable` (AADSTS90033).
+    TemporarilyUnavailable,
+}
+
+#[derive(Debug)]
+pub(crate) struct FaultState {
+    faults: Faults,
+    rng: StdRng,
+}
+
+impl FaultState {
+    pub(crate) fn new(faults: Faults) -> Self {
+        let rng = StdRng::seed_from_u64(faults.seed);
+        Self { faults, rng }
+    }
+
+    fn hit(&mut self, rate: f64) -> bool {
+        rate > 0.0 && self.rng.random::<f64>() < rate
+    }
+
+    /// A fault for this Graph request, if one is drawn, with the `Retry-After` seconds it carries.
+    pub(crate) fn graph_fault(&mut self) -> Option<(FaultKind, u64)> {
+        if !self.hit(self.faults.error_rate) {
+            return None;
+        }
+        let kinds: &[FaultKind] = if self.faults.kinds.is_empty() { &ALL_KINDS } else { &self.faults.kinds };
+        let kind = kinds[self.rng.random_range(0..kinds.len())];
+        let retry_after = self.rng.random_range(1..=3);
+        Some((kind, retry_after))
+    }
+
+    pub(crate) fn token_fault(&mut self) -> Option<TokenFault> {
+        if !self.hit(self.faults.token_error_rate) {
+            return None;
+        }
+        Some(if self.rng.random::<bool>() { TokenFault::ServerError } else { TokenFault::TemporarilyUnavailable })
+    }
+
+    pub(crate) fn drop_notification(&mut self) -> bool {
+        let rate = self.faults.notification_drop_rate;
+        self.hit(rate)
+    }
+
+    pub(crate) fn duplicate_notification(&mut self) -> bool {
+        let rate = self.faults.notification_duplicate_rate;
+        self.hit(rate)
+    }
+
+    /// A random permutation of `0..n` that is never the identity when `n > 1`: Graph does not keep the order of
+    /// batch responses. [json-batching]
+    pub(crate) fn batch_order(&mut self, n: usize) -> Vec<usize> {
+        use rand::seq::SliceRandom;
+        let mut order: Vec<usize> = (0..n).collect();
+        order.shuffle(&mut self.rng);
+        if n > 1 && order.iter().enumerate().all(|(i, &x)| i == x) {
+            order.reverse();
+        }
+        order
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_same_seed_draws_the_same_faults() {
+        let faults = Faults { error_rate: 0.5, seed: 7, ..Faults::default() };
+        let mut a = FaultState::new(faults.clone());
+        let mut b = FaultState::new(faults);
+        let draws_a: Vec<_> = (0..50).map(|_| a.graph_fault()).collect();
+        let draws_b: Vec<_> = (0..50).map(|_| b.graph_fault()).collect();
+        assert_eq!(draws_a, draws_b);
+        assert!(draws_a.iter().any(Option::is_some) && draws_a.iter().any(Option::is_none));
+    }
+
+    #[test]
+    fn no_rate_no_fault() {
+        let mut state = FaultState::new(Faults::default());
+        assert!((0..100).all(|_| state.graph_fault().is_none() && state.token_fault().is_none()));
+    }
+
+    #[test]
+    fn batch_order_is_a_permutation_but_not_the_request_order() {
+        let mut state = FaultState::new(Faults::default());
+        for n in 2..6 {
+            let mut order = state.batch_order(n);
+            assert_ne!(order, (0..n).collect::<Vec<_>>());
+            order.sort_unstable();
+            assert_eq!(order, (0..n).collect::<Vec<_>>());
+        }
+    }
+}

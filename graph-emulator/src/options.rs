@@ -1,0 +1,101 @@
+//! Run-time options of the emulator: latency, throttling budgets and fault injection.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// How the emulator starts. `Default` is the faithful setting: documented throttling budgets, no latency, no faults.
+#[derive(Debug, Clone)]
+pub struct EmulatorOptions {
+    /// Added to every Graph request (once per HTTP request; a `$batch` pays it once).
+    pub latency: Duration,
+    /// Throttling budgets per app + tenant.
+    pub throttling: Throttling,
+    /// Random faults; can be changed while running with [`crate::Emulator::set_faults`].
+    pub faults: Faults,
+    /// Graph requires an HTTPS `notificationUrl`; the emulator accepts `http://` too when this is true.
+    pub allow_http_notification_urls: bool,
+    /// Delay between a change and the delivery of its change notification.
+    pub delivery_delay: Duration,
+}
+
+impl Default for EmulatorOptions {
+    fn default() -> Self {
+        Self {
+            latency: Duration::ZERO,
+            throttling: Throttling::Graph,
+            faults: Faults::default(),
+            allow_http_notification_urls: true,
+            delivery_delay: Duration::ZERO,
+        }
+    }
+}
+
+/// Throttling budgets. [throttling-limits] "Identity and access service limits".
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Throttling {
+    /// No throttling at all (benchmarks of the emulator itself).
+    Off,
+    /// The documented budgets: 3,500 / 5,000 / 8,000 resource units per 10 s by tenant size (< 50, 50–500, > 500
+    /// users) and 3,000 writes per 150 s per app + tenant; 18,000 writes per 5 min per tenant.
+    Graph,
+    /// Small budgets for tests: resource units per 10 s and writes per 150 s, per app + tenant.
+    Custom { resource_units_per_10s: u32, writes_per_150s: u32 },
+}
+
+/// A kind of injected Graph fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FaultKind {
+    /// `429 TooManyRequests` with `Retry-After`. [throttling]
+    Throttle429,
+    /// `500 InternalServerError`.
+    Internal500,
+    /// `503 serviceNotAvailable` with `Retry-After`. [throttling]
+    Unavailable503,
+    /// The request hangs for 120 s, then `504 GatewayTimeout`.
+    Timeout,
+}
+
+/// Random faults, drawn from a generator seeded with `seed` (reproducible for a given request order).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Faults {
+    /// Share (0..1) of Graph requests (each batch item counts) answered with a fault drawn from `kinds`.
+    pub error_rate: f64,
+    /// Fault kinds to draw from; empty means all four.
+    pub kinds: Vec<FaultKind>,
+    /// Share (0..1) of token requests (token endpoint and managed identity endpoint) that fail transiently.
+    pub token_error_rate: f64,
+    /// Share (0..1) of change notifications never delivered.
+    pub notification_drop_rate: f64,
+    /// Share (0..1) of change notifications delivered twice.
+    pub notification_duplicate_rate: f64,
+    /// Seed of the fault generator.
+    pub seed: u64,
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Self {
+            error_rate: 0.0,
+            kinds: Vec::new(),
+            token_error_rate: 0.0,
+            notification_drop_rate: 0.0,
+            notification_duplicate_rate: 0.0,
+            seed: 0,
+        }
+    }
+}
+
+/// Which answer an expired or unknown delta token gets. [delta-query-overview] documents all three.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum DeltaExpiry {
+    /// `410 Gone` with a `Location` header pointing at a fresh full sync.
+    #[default]
+    Gone410,
+    /// `400` with code `syncStateNotFound`.
+    SyncStateNotFound,
+    /// `400` with code `resyncRequired`.
+    ResyncRequired,
+}

@@ -1,0 +1,12 @@
+//! Integration tests: each pins one documented Graph or Entra behaviour, named by its doc page in brackets.
+
+mod admin;
+mod batch;
+mod delta;
+mod helpers;
+mod members;
+mod subscriptions;
+mod throttling;
+mod throughput;
+mod tokens;
+mod users;
