@@ -10,7 +10,11 @@ use crate::config::{self, Environment, ServerSettings, Settings};
 use crate::sync::{RunOutcome, RunRequest, SyncService, Trigger};
 
 #[derive(Debug, Parser)]
-#[command(name = "certsync", version, about = "Keeps Microsoft Entra certificateUserIds in Tenant B in step with Tenant A's users.")]
+#[command(
+    name = "certsync",
+    version,
+    about = "Keeps Microsoft Entra certificateUserIds in Tenant B in step with Tenant A's users."
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -36,6 +40,14 @@ enum Command {
     Demo,
     /// Load and check the settings, print what is wrong (or a summary), and exit.
     CheckConfig,
+    /// Print the certificateUserIds values a certificate (PEM or DER file) yields, for each binding and reading.
+    CertificateIds {
+        /// The certificate file.
+        path: std::path::PathBuf,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub fn main() -> ExitCode {
@@ -106,7 +118,9 @@ async fn run(cli: Cli) -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            let report = service.run(RunRequest { trigger: Trigger::Cli, dry_run, allow_mass_removal, invocation_id: None }).await;
+            let report = service
+                .run(RunRequest { trigger: Trigger::Cli, dry_run, allow_mass_removal, invocation_id: None })
+                .await;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
             } else {
@@ -131,5 +145,6 @@ async fn run(cli: Cli) -> ExitCode {
             }
             Err(code) => code,
         },
+        Command::CertificateIds { path, json } => crate::certificates::run_cli(&path, json),
     }
 }

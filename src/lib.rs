@@ -8,6 +8,7 @@
 //! - [`config`]: every setting, parsed once at start-up.
 
 pub mod app;
+pub mod certificates;
 pub mod cli;
 pub mod config;
 pub mod demo;

@@ -110,9 +110,10 @@ pub fn spawn_binary(args: &[&str], env: &HashMap<String, String>) -> (Child, Out
     command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = command.spawn().expect("start the certsync binary");
     let output = Output::default();
-    let pipes: [(Option<Box<dyn std::io::Read + Send>>, Arc<Mutex<String>>); 2] = [
-        (child.stdout.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>), output.stdout.clone()),
-        (child.stderr.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>), output.stderr.clone()),
+    type Pipe = Box<dyn std::io::Read + Send>;
+    let pipes: [(Option<Pipe>, Arc<Mutex<String>>); 2] = [
+        (child.stdout.take().map(|p| Box::new(p) as Pipe), output.stdout.clone()),
+        (child.stderr.take().map(|p| Box::new(p) as Pipe), output.stderr.clone()),
     ];
     for (pipe, sink) in pipes {
         let Some(pipe) = pipe else { continue };
@@ -189,14 +190,16 @@ impl TestApp {
             .await
             .expect("invoke the function");
         let status = response.status().as_u16();
-        let content_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+        let content_type =
+            response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
         let text = response.text().await.expect("read the reply");
         let json = serde_json::from_str(&text).unwrap_or_else(|e| panic!("the reply is not JSON ({e}): {text:?}"));
         (status, content_type, json)
     }
 
     pub async fn invoke_raw(&self, function: &str, body: &str) -> (u16, Value) {
-        let response = self.client.post(self.url(&format!("/{function}"))).body(body.to_owned()).send().await.expect("invoke");
+        let response =
+            self.client.post(self.url(&format!("/{function}"))).body(body.to_owned()).send().await.expect("invoke");
         let status = response.status().as_u16();
         let text = response.text().await.unwrap_or_default();
         (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
