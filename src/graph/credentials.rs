@@ -31,9 +31,10 @@ pub enum TenantCredential {
     ClientSecret { client_id: String, secret: SecretString },
     /// An app registration with a certificate; the PEM file holds the certificate and its private key: Tenant B.
     ClientCertificate { client_id: String, certificate_pem_path: PathBuf },
-    /// An app registration in Tenant B that trusts the Function App's managed identity through a federated identity
-    /// credential: no secret anywhere. The managed identity's token for `api://AzureADTokenExchange` is the client
-    /// assertion.
+    /// A multi-tenant app registered in **Tenant A** (a managed identity can only be trusted by an app of its own
+    /// tenant, AADSTS700236) that trusts the Function App's managed identity through a federated identity credential,
+    /// and has a service principal with the permissions in Tenant B: no secret anywhere. The managed identity's token
+    /// for `api://AzureADTokenExchange` is the client assertion presented to Tenant B's authority.
     FederatedManagedIdentity { client_id: String, managed_identity_client_id: Option<String> },
     /// Whatever `az login` (or `azd auth login`) holds: local development only.
     DeveloperTools,
