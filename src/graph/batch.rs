@@ -106,6 +106,13 @@ impl GraphClient {
         let mut pending: Vec<Pending> =
             (0..requests.len()).map(|index| Pending { index, attempts: 0, waited: Duration::ZERO, due: now }).collect();
 
+        // Items sent per round. Graph refills its budgets continuously (e.g. 3,000 writes per 150 s = 20 per second)
+        // and gives every throttled item the same short Retry-After, so resending everything at once only buys another
+        // round of 429s. After a throttled round, send about what the last round got through; grow again while
+        // nothing is throttled [throttling: "reduce the frequency of calls"].
+        let mut window = requests.len().max(1);
+        // Once Graph has throttled this run: the gap to keep between rounds (the last Retry-After seen).
+        let mut pace: Option<Duration> = None;
         while !pending.is_empty() {
             let earliest = pending.iter().map(|item| item.due).min().expect("not empty");
             let now = Instant::now();
@@ -116,8 +123,15 @@ impl GraphClient {
                 metrics.record_wait(wait);
             }
             let now = Instant::now();
-            let (due, later): (Vec<Pending>, Vec<Pending>) = pending.into_iter().partition(|item| item.due <= now);
+            let (mut due, later): (Vec<Pending>, Vec<Pending>) = pending.into_iter().partition(|item| item.due <= now);
             pending = later;
+            if due.len() > window {
+                // Oldest first, so no item starves behind retries.
+                due.sort_by_key(|item| item.index);
+                pending.extend(due.split_off(window));
+            }
+            let mut throttled_in_round = 0usize;
+            let mut done_in_round = 0usize;
 
             let chunks: Vec<&[Pending]> = due.chunks(BATCH_SIZE).collect();
             let answers =
@@ -139,10 +153,12 @@ impl GraphClient {
                     let (status, retry_after, request_id) = match answer {
                         Some(answer) if !is_retryable_status(answer.status) => {
                             outcomes[item.index] = Some(Ok(answer));
+                            done_in_round += 1;
                             continue;
                         }
                         Some(answer) => {
                             bump(&metrics.throttled_responses, 1);
+                            throttled_in_round += 1;
                             let retry_after = answer.header("retry-after").and_then(|value| parse_retry_after(&value));
                             (answer.status, retry_after, answer.header("request-id"))
                         }
@@ -155,7 +171,11 @@ impl GraphClient {
                     let attempts = item.attempts + 1;
                     let delay =
                         retry_after.unwrap_or_else(|| backoff(attempts, options.initial_backoff, options.max_backoff));
-                    if attempts >= options.max_attempts || item.waited + delay > options.max_total_wait {
+                    // A 429 is Graph pacing us: keep going until the wait budget is spent ("continue to use the
+                    // recommended Retry-After delay and retry the request until it succeeds" [throttling]). Other
+                    // failures (503, 504, missing items) are bounded by attempts too.
+                    let out_of_attempts = status != 429 && attempts >= options.max_attempts;
+                    if out_of_attempts || item.waited + delay > options.max_total_wait {
                         outcomes[item.index] = Some(Err(GraphError::Throttled {
                             operation,
                             attempts,
@@ -173,6 +193,31 @@ impl GraphClient {
                         due: Instant::now() + delay,
                     });
                 }
+            }
+            // Graph's Retry-After is about the app's budget, not one item: nothing goes out before the earliest retry.
+            if throttled_in_round > 0
+                && let Some(resume) = pending.iter().filter(|item| item.attempts > 0).map(|item| item.due).min()
+            {
+                for item in &mut pending {
+                    item.due = item.due.max(resume);
+                }
+            }
+            if throttled_in_round > 0 {
+                window = done_in_round.max(1);
+                pace = pending
+                    .iter()
+                    .filter(|item| item.attempts > 0)
+                    .map(|item| item.due.saturating_duration_since(now))
+                    .min();
+            } else if let Some(gap) = pace {
+                // Paced: grow additively and keep the gap, probing the budget instead of overrunning it again.
+                window = (window + window / 4 + 1).min(requests.len().max(1));
+                let next = Instant::now() + gap;
+                for item in &mut pending {
+                    item.due = item.due.max(next);
+                }
+            } else {
+                window = window.saturating_mul(2).min(requests.len().max(1));
             }
         }
 

@@ -11,6 +11,7 @@ use serde::Serialize;
 /// A snapshot of a client's counters. Requests are counted as sent, retries included, because retries cost
 /// resource units too.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct GraphMetrics {
     /// GET requests: pages, `$count`s and `$batch` GET items.
     pub reads: u64,

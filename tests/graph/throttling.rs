@@ -36,6 +36,30 @@ async fn a_run_over_a_small_budget_completes_and_reports_its_throttle_waits() {
 }
 
 #[tokio::test]
+async fn writes_beyond_the_write_budget_all_land_paced_by_retry_after_not_dropped_after_a_few_attempts() {
+    // 300 writes per 150 s: a full bucket of 300, refilled at 2 per second [throttling-limits]. 330 writes: the last
+    // 30 need ~15 s of refill, far more than max_attempts × Retry-After (1 s). Resending every pending item at once
+    // would exhaust the attempts; pacing by what the last round got through must not.
+    let graph = TestGraph::start_with(EmulatorOptions {
+        throttling: Throttling::Custom { resource_units_per_10s: 100_000, writes_per_150s: 300 },
+        ..EmulatorOptions::default()
+    })
+    .await;
+    let (_, users) = graph.group_of_users("write-budget", 330);
+    let client = graph.client_with_roles(READ_WRITE);
+    let writes = users.iter().map(|user| (user.clone(), vec![format!("X509:<PN>{user}")])).collect();
+
+    let results = client.set_certificate_user_ids(writes).await;
+
+    let failed: Vec<_> = results.iter().filter(|(_, r)| r.is_err()).collect();
+    assert!(failed.is_empty(), "{} of 330 writes failed, e.g. {:?}", failed.len(), failed.first());
+    let metrics = client.metrics();
+    assert!(metrics.throttle_wait_ms >= 10_000, "paced by Graph's budget: {metrics:?}");
+    // Resending every pending item each round drew 240 throttled responses here; paced rounds draw about 100.
+    assert!(metrics.throttled_responses < 150, "paced, not hammering: {metrics:?}");
+}
+
+#[tokio::test]
 async fn timeouts_are_retried_at_most_max_attempts_times_with_backoff() {
     let graph = TestGraph::start().await;
     let (group, _) = graph.group_of_users("slow", 1);
