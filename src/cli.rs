@@ -1,5 +1,5 @@
 //! The command line: `serve` (what host.json starts), `sync` (one run, `--dry-run` for the plan), `demo`,
-//! `check-config`.
+//! `check-config`, `subscriptions` (Graph change-notification subscriptions), `certificate-ids`.
 
 use std::process::ExitCode;
 
@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use crate::app::Application;
 use crate::config::{self, Environment, ServerSettings, Settings};
 use crate::sync::{RunOutcome, RunRequest, SyncService, Trigger};
+use crate::telemetry::LogTarget;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -35,11 +36,23 @@ enum Command {
         /// Print the JSON report instead of the text log.
         #[arg(long)]
         json: bool,
+        /// Keep the ledger, lease and run logs in this local folder instead of the configured blob storage: for
+        /// trying the tool, or a one-off run on a workstation. The Function App always uses blob storage, so a
+        /// ledger kept here is not the one the Function App sees.
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<std::path::PathBuf>,
     },
     /// Show what the tool does, against a built-in Graph emulator: no Azure account needed.
     Demo,
     /// Load and check the settings, print what is wrong (or a summary), and exit.
     CheckConfig,
+    /// Create, adopt, renew or recreate the Graph change-notification subscriptions of every configured group (what
+    /// the timer does after each sync when WEBHOOK_NOTIFICATION_URL is set), then print them.
+    Subscriptions {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the certificateUserIds values a certificate (PEM or DER file) yields, for each binding and reading.
     CertificateIds {
         /// The certificate file.
@@ -52,7 +65,10 @@ enum Command {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    crate::telemetry::init(config::log_format(&Environment));
+    // Under the Functions host stdout is the log (stderr is recorded as errors); for the CLI commands stdout carries the
+    // result (the report, the demo's story, --json), so their logs go to stderr as command-line tools do.
+    let log_to = if matches!(cli.command, Command::Serve) { LogTarget::Stdout } else { LogTarget::Stderr };
+    crate::telemetry::init(config::log_format(&Environment), log_to);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -106,7 +122,7 @@ async fn run(cli: Cli) -> ExitCode {
                 }
             }
         }
-        Command::Sync { dry_run, allow_mass_removal, json } => {
+        Command::Sync { dry_run, allow_mass_removal, json, state_dir } => {
             let settings = match load_settings() {
                 Ok(s) => s,
                 Err(code) => return code,
@@ -117,6 +133,13 @@ async fn run(cli: Cli) -> ExitCode {
                     eprintln!("certsync cannot start: {error}");
                     return ExitCode::FAILURE;
                 }
+            };
+            let service = match state_dir {
+                Some(dir) => {
+                    let store = std::sync::Arc::new(crate::storage::LocalDirStore::new(dir));
+                    service.with_stores(crate::sync::Stores { state: store.clone(), logs: store })
+                }
+                None => service,
             };
             let report = service
                 .run(RunRequest { trigger: Trigger::Cli, dry_run, allow_mass_removal, invocation_id: None })
@@ -145,6 +168,43 @@ async fn run(cli: Cli) -> ExitCode {
             }
             Err(code) => code,
         },
+        Command::Subscriptions { json } => subscriptions(json).await,
         Command::CertificateIds { path, json } => crate::certificates::run_cli(&path, json),
     }
+}
+
+/// `certsync subscriptions`: one maintenance pass, then the records. Exit 1 when something could not be done.
+async fn subscriptions(json: bool) -> ExitCode {
+    let settings = match load_settings() {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    if settings.webhook.notification_url.is_none() {
+        eprintln!(
+            "certsync subscriptions: set {} to the function-webhook URL (with its ?code= key) first",
+            config::names::WEBHOOK_NOTIFICATION_URL
+        );
+        return ExitCode::from(2);
+    }
+    let service = match SyncService::new(std::sync::Arc::new(settings)) {
+        Ok(s) => s,
+        Err(error) => {
+            eprintln!("certsync cannot start: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = service.ensure_subscriptions().await;
+    if json {
+        let records: Vec<serde_json::Value> = outcome
+            .records
+            .iter()
+            .map(|(side, entry)| serde_json::json!({"side": side, "subscription": entry}))
+            .collect();
+        let out =
+            serde_json::json!({"subscriptions": records, "actions": outcome.actions, "problems": outcome.problems});
+        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+    } else {
+        print!("{outcome}");
+    }
+    if outcome.problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }

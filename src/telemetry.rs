@@ -1,16 +1,30 @@
-//! Tracing set-up. Everything goes to **stdout**: the Functions host logs a custom handler's stderr as errors
-//! (functions-custom-handlers), which would page someone for every informational line.
+//! Tracing set-up. Under the Functions host everything goes to **stdout**: the host logs a custom handler's stderr as
+//! errors (functions-custom-handlers), which would page someone for every informational line. CLI commands log to
+//! stderr, because their stdout is their result.
 
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
 
+/// Where log lines go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogTarget {
+    /// The custom handler under the Functions host.
+    Stdout,
+    /// CLI commands, whose stdout is their result.
+    Stderr,
+}
+
 /// Installs the global subscriber once; later calls (tests) are no-ops.
-pub fn init(format: LogFormat) {
+pub fn init(format: LogFormat, target: LogTarget) {
     let filter = EnvFilter::try_from_env("LOG_LEVEL")
         .or_else(|_| EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| EnvFilter::new("info,azure_core=warn,azure_identity=warn,hyper=warn,reqwest=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stdout);
+    let writer = match target {
+        LogTarget::Stdout => tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::io::stdout),
+        LogTarget::Stderr => tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::io::stderr),
+    };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
     let result = match format {
         // Application Insights ingests stdout line by line: one JSON object per line, span fields flattened in.
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).with_span_list(true).try_init(),

@@ -1,21 +1,29 @@
-//! The Entra token endpoint (client credentials with a secret or a federated assertion) and the App Service managed
-//! identity endpoint. Response shapes are those `azure_identity` 1.0 parses.
-//! [v2-oauth2-client-creds-grant-flow] [workload-identity-federation] [overview-managed-identity] [reference-error-codes]
+//! The Entra token endpoint (client credentials with a secret, a certificate-signed assertion or a federated
+//! assertion) and the App Service managed identity endpoint. Response shapes are those `azure_identity` 1.0 parses.
+//! [v2-oauth2-client-creds-grant-flow] [certificate-credentials] [workload-identity-federation]
+//! [overview-managed-identity] [reference-error-codes]
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rustls::SignatureScheme;
+use rustls::pki_types::CertificateDer;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use url::Url;
 
 use crate::directory::lock;
 use crate::faults::TokenFault;
 use crate::jwt::Claims;
 use crate::model::{RequestKind, RequestRecord};
-use crate::state::AppState;
+use crate::state::{AppState, BaseUrl};
 
 /// The audience of federated assertions. [workload-identity-federation]
 pub const TOKEN_EXCHANGE_AUDIENCE: &str = "api://AzureADTokenExchange";
@@ -157,10 +165,15 @@ fn log(
 }
 
 /// `POST /{tenant}/oauth2/v2.0/token`, client credentials grant. [v2-oauth2-client-creds-grant-flow]
-pub(crate) async fn token(State(state): State<Arc<AppState>>, Path(tenant_id): Path<String>, body: Bytes) -> Response {
+pub(crate) async fn token(
+    State(state): State<Arc<AppState>>,
+    Path(tenant_id): Path<String>,
+    Extension(BaseUrl(base)): Extension<BaseUrl>,
+    body: Bytes,
+) -> Response {
     let form: HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
     let app_id = form.get("client_id").cloned();
-    let (status, response) = match issue_token(&state, &tenant_id, &form) {
+    let (status, response) = match issue_token(&state, &base, &tenant_id, &form) {
         Ok(body) => (StatusCode::OK, (StatusCode::OK, Json(body)).into_response()),
         Err(e) => (e.status, e.into_response(state.directory.now())),
     };
@@ -178,6 +191,7 @@ pub(crate) async fn token(State(state): State<Arc<AppState>>, Path(tenant_id): P
 
 fn issue_token(
     state: &AppState,
+    base: &Url,
     tenant_id: &str,
     form: &HashMap<String, String>,
 ) -> Result<serde_json::Value, AadError> {
@@ -230,7 +244,10 @@ fn issue_token(
             ),
         ));
     };
-    let app = tenant.read().apps.get(client_id).cloned();
+    let (app, certificates) = {
+        let data = tenant.read();
+        (data.apps.get(client_id).cloned(), data.app_certificates.get(client_id).cloned().unwrap_or_default())
+    };
     let Some(app) = app else {
         return Err(AadError::new(
             StatusCode::BAD_REQUEST,
@@ -263,7 +280,12 @@ fn issue_token(
                     "Invalid client_assertion_type: expected urn:ietf:params:oauth:client-assertion-type:jwt-bearer.",
                 ));
             }
-            check_assertion(state, &app.registration, assertion)?;
+            if is_certificate_assertion(assertion) {
+                let audiences = token_endpoints(state, base, tenant_id);
+                check_certificate_assertion(state, &audiences, client_id, &certificates, assertion)?;
+            } else {
+                check_assertion(state, &app.registration, assertion)?;
+            }
         }
         (None, None) => {
             return Err(AadError::new(
@@ -331,6 +353,290 @@ fn check_assertion(state: &AppState, app: &crate::model::AppRegistration, assert
             claims.iss, claims.sub, claims.aud
         ),
     ))
+}
+
+/// The documentation page named in Entra's certificate assertion errors.
+const CERTIFICATE_CREDENTIALS_DOC: &str =
+    "https://docs.microsoft.com/azure/active-directory/develop/active-directory-certificate-credentials";
+/// Entra tolerates this much clock skew on `nbf`.
+const ASSERTION_SKEW_SECS: i64 = 300;
+
+/// The JOSE header of a client assertion, as far as Entra reads it.
+#[derive(Debug, Default, Deserialize)]
+struct AssertionHeader {
+    #[serde(default)]
+    alg: String,
+    /// Base64url SHA-1 thumbprint of the certificate's DER (the legacy form; `azure_identity`'s own certificate
+    /// credential sends only this one, with RS256).
+    #[serde(default)]
+    x5t: Option<String>,
+    /// Base64url SHA-256 thumbprint: what the current documentation asks for, with PS256.
+    #[serde(default, rename = "x5t#S256")]
+    x5t_s256: Option<String>,
+}
+
+/// The claims of a client assertion. [certificate-credentials] "Claims (payload)"
+#[derive(Debug, Deserialize)]
+struct AssertionClaims {
+    #[serde(default)]
+    aud: String,
+    #[serde(default)]
+    iss: String,
+    #[serde(default)]
+    sub: String,
+    exp: Option<i64>,
+    nbf: Option<i64>,
+}
+
+fn decode_part<T: serde::de::DeserializeOwned>(part: &str) -> Option<T> {
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).ok()?).ok()
+}
+
+/// An assertion naming a certificate thumbprint is a certificate credential; anything else is taken for a federated
+/// assertion (the emulator's own, HS256, no thumbprint).
+fn is_certificate_assertion(assertion: &str) -> bool {
+    let header = assertion.split('.').next().and_then(decode_part::<AssertionHeader>);
+    header.is_some_and(|h| h.x5t.is_some() || h.x5t_s256.is_some())
+}
+
+/// The token endpoint URLs a certificate assertion may name as `aud` for this tenant: on the listener the request
+/// came in on and on the HTTPS listener (the authority host).
+fn token_endpoints(state: &AppState, base: &Url, tenant_id: &str) -> Vec<String> {
+    let mut endpoints = vec![format!("{base}{tenant_id}/oauth2/v2.0/token")];
+    let https = format!("{}{tenant_id}/oauth2/v2.0/token", state.https_base);
+    if !endpoints.contains(&https) {
+        endpoints.push(https);
+    }
+    endpoints
+}
+
+fn invalid_client(code: u32, description: String) -> AadError {
+    AadError::new(StatusCode::UNAUTHORIZED, "invalid_client", code, description)
+}
+
+fn malformed_assertion() -> AadError {
+    AadError::new(StatusCode::BAD_REQUEST, "invalid_request", 50027, "JWT token is invalid or malformed.")
+}
+
+/// A certificate-signed client assertion: issued by the app to itself, for this tenant's token endpoint, in its
+/// lifetime, naming (by thumbprint) a certificate registered on the app and signed by that certificate's key with
+/// RS256 or PS256. Entra accepts only RSA certificates: ES256 and other algorithms are refused. The certificate's own
+/// validity period is not checked (Entra checks the key credential's, which the emulator does not model).
+/// [certificate-credentials] [reference-error-codes]
+fn check_certificate_assertion(
+    state: &AppState,
+    audiences: &[String],
+    client_id: &str,
+    certificates: &[Vec<u8>],
+    assertion: &str,
+) -> Result<(), AadError> {
+    let mut parts = assertion.split('.');
+    let (Some(header_part), Some(claims_part), Some(signature_part), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(malformed_assertion());
+    };
+    let header: AssertionHeader = decode_part(header_part).ok_or_else(malformed_assertion)?;
+    let claims: AssertionClaims = decode_part(claims_part).ok_or_else(malformed_assertion)?;
+    let signature = URL_SAFE_NO_PAD.decode(signature_part).map_err(|_| malformed_assertion())?;
+
+    if claims.iss != client_id || claims.sub != client_id {
+        return Err(invalid_client(
+            700021,
+            format!(
+                "Client assertion application identifier doesn't match 'client_id' parameter. Review the documentation at {CERTIFICATE_CREDENTIALS_DOC} ."
+            ),
+        ));
+    }
+    if !audiences.contains(&claims.aud) {
+        return Err(invalid_client(
+            700023,
+            format!(
+                "Client assertion audience claim does not match Realm issuer. Review the documentation at {CERTIFICATE_CREDENTIALS_DOC} ."
+            ),
+        ));
+    }
+    let now = state.directory.now().unix_timestamp();
+    let (Some(exp), nbf) = (claims.exp, claims.nbf.unwrap_or(i64::MIN)) else {
+        return Err(malformed_assertion());
+    };
+    if exp <= now || nbf > now + ASSERTION_SKEW_SECS {
+        return Err(AadError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_client",
+            700024,
+            format!(
+                "Client assertion is not within its valid time range. Current time: {}, expiry time of assertion {}. Review the documentation at {CERTIFICATE_CREDENTIALS_DOC} .",
+                rfc3339(now),
+                rfc3339(exp)
+            ),
+        ));
+    }
+
+    // The thumbprint shown in errors is upper-case hex, as Entra shows it.
+    let (found, shown) = match (&header.x5t_s256, &header.x5t) {
+        (Some(s256), _) => {
+            let found = certificates.iter().find(|der| URL_SAFE_NO_PAD.encode(Sha256::digest(der)) == *s256);
+            (found, thumbprint_hex(s256))
+        }
+        (None, Some(sha1)) => {
+            let found = certificates.iter().find(|der| URL_SAFE_NO_PAD.encode(sha1_digest(der)) == *sha1);
+            (found, thumbprint_hex(sha1))
+        }
+        (None, None) => return Err(malformed_assertion()),
+    };
+    let Some(certificate) = found else {
+        return Err(invalid_client(
+            700027,
+            format!(
+                "The certificate with identifier used to sign the client assertion is not registered on application. [Reason - The key was not found., Thumbprint of key used by client: '{shown}', Please visit the Azure Portal, Graph Explorer or directly use MS Graph to see configured keys for app Id '{client_id}'.]"
+            ),
+        ));
+    };
+    let scheme = match header.alg.as_str() {
+        "RS256" => SignatureScheme::RSA_PKCS1_SHA256,
+        "PS256" => SignatureScheme::RSA_PSS_SHA256,
+        _ => return Err(unsupported_key()),
+    };
+    let message = format!("{header_part}.{claims_part}");
+    match verify_signature(certificate, scheme, message.as_bytes(), &signature) {
+        SignatureCheck::Valid => Ok(()),
+        SignatureCheck::UnsupportedKey => Err(unsupported_key()),
+        SignatureCheck::Invalid => Err(invalid_client(
+            700027,
+            format!(
+                "Client assertion contains an invalid signature. [Reason - The provided signature value did not match the expected signature value., Thumbprint of key used by client: '{shown}']"
+            ),
+        )),
+    }
+}
+
+fn unsupported_key() -> AadError {
+    AadError::new(
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        5002730,
+        "Invalid JWT token. Unsupported key for the signing algorithm.",
+    )
+}
+
+fn rfc3339(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_else(|| unix.to_string())
+}
+
+/// A base64url thumbprint as upper-case hex; the raw text when it is not base64url.
+fn thumbprint_hex(thumbprint: &str) -> String {
+    match URL_SAFE_NO_PAD.decode(thumbprint) {
+        Ok(bytes) => bytes.iter().map(|b| format!("{b:02X}")).collect(),
+        Err(_) => thumbprint.to_owned(),
+    }
+}
+
+enum SignatureCheck {
+    Valid,
+    Invalid,
+    /// The certificate's key cannot make this kind of signature (an EC key for RS256, a short RSA key).
+    UnsupportedKey,
+}
+
+/// Verifies a JWS signature with the certificate's public key through rustls' aws-lc-rs verification algorithms
+/// (the ones that check TLS handshakes): the algorithm for the scheme whose key type is the certificate's.
+fn verify_signature(certificate: &[u8], scheme: SignatureScheme, message: &[u8], signature: &[u8]) -> SignatureCheck {
+    let der = CertificateDer::from(certificate);
+    let Ok(parsed) = rustls::server::ParsedCertificate::try_from(&der) else {
+        return SignatureCheck::UnsupportedKey;
+    };
+    let spki = parsed.subject_public_key_info();
+    let Some((algorithm_id, public_key)) = split_spki(spki.as_ref()) else {
+        return SignatureCheck::UnsupportedKey;
+    };
+    let algorithms = rustls::crypto::aws_lc_rs::default_provider().signature_verification_algorithms;
+    let candidates = algorithms.mapping.iter().filter(|(s, _)| *s == scheme).flat_map(|(_, algs)| algs.iter());
+    let mut any = false;
+    for algorithm in candidates.filter(|a| a.public_key_alg_id().as_ref() == algorithm_id) {
+        any = true;
+        if algorithm.verify_signature(public_key, message, signature).is_ok() {
+            return SignatureCheck::Valid;
+        }
+    }
+    if any { SignatureCheck::Invalid } else { SignatureCheck::UnsupportedKey }
+}
+
+/// `SubjectPublicKeyInfo ::= SEQUENCE { algorithm AlgorithmIdentifier, subjectPublicKey BIT STRING }`: the
+/// AlgorithmIdentifier's contents and the key bits, as webpki's verification algorithms take them.
+fn split_spki(spki: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (0x30, inner, _) = der_element(spki)? else { return None };
+    let (0x30, algorithm, rest) = der_element(inner)? else { return None };
+    let (0x03, bits, _) = der_element(rest)? else { return None };
+    let (0, key) = bits.split_first()? else { return None };
+    Some((algorithm, key))
+}
+
+/// One DER element: tag, contents, what follows.
+fn der_element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = input.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (length, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        let count = usize::from(first & 0x7f);
+        if count == 0 || count > 4 || rest.len() < count {
+            return None;
+        }
+        let (bytes, rest) = rest.split_at(count);
+        (bytes.iter().fold(0usize, |n, b| (n << 8) | usize::from(*b)), rest)
+    };
+    if rest.len() < length {
+        return None;
+    }
+    let (contents, rest) = rest.split_at(length);
+    Some((tag, contents, rest))
+}
+
+/// SHA-1 (FIPS 180-4), for the legacy `x5t` thumbprint only: no SHA-1 crate is a dependency of the emulator.
+fn sha1_digest(data: &[u8]) -> [u8; 20] {
+    let mut h: [u32; 5] = [0x6745_2301, 0xEFCD_AB89, 0x98BA_DCFE, 0x1032_5476, 0xC3D2_E1F0];
+    let mut message = data.to_vec();
+    message.push(0x80);
+    while message.len() % 64 != 56 {
+        message.push(0);
+    }
+    message.extend_from_slice(&((data.len() as u64).wrapping_mul(8)).to_be_bytes());
+    for block in message.chunks_exact(64) {
+        let mut w = [0u32; 80];
+        for (word, bytes) in w.iter_mut().zip(block.chunks_exact(4)) {
+            *word = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+        }
+        for i in 16..80 {
+            w[i] = (w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16]).rotate_left(1);
+        }
+        let [mut a, mut b, mut c, mut d, mut e] = h;
+        for (i, word) in w.iter().enumerate() {
+            let (f, k) = match i {
+                0..=19 => ((b & c) | (!b & d), 0x5A82_7999),
+                20..=39 => (b ^ c ^ d, 0x6ED9_EBA1),
+                40..=59 => ((b & c) | (b & d) | (c & d), 0x8F1B_BCDC),
+                _ => (b ^ c ^ d, 0xCA62_C1D6),
+            };
+            let next = a.rotate_left(5).wrapping_add(f).wrapping_add(e).wrapping_add(k).wrapping_add(*word);
+            e = d;
+            d = c;
+            c = b.rotate_left(30);
+            b = a;
+            a = next;
+        }
+        for (state, value) in h.iter_mut().zip([a, b, c, d, e]) {
+            *state = state.wrapping_add(value);
+        }
+    }
+    let mut digest = [0u8; 20];
+    for (chunk, word) in digest.chunks_exact_mut(4).zip(h) {
+        chunk.copy_from_slice(&word.to_be_bytes());
+    }
+    digest
 }
 
 fn msi_error(status: StatusCode, message: &str) -> Response {
@@ -426,4 +732,29 @@ fn managed_identity_token(
         "client_id": mi.client_id,
     });
     (StatusCode::OK, Some(tenant_id), Some(mi.client_id), (StatusCode::OK, Json(body)).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sha1_matches_the_fips_180_test_vectors() {
+        let hex = |d: [u8; 20]| d.iter().map(|b| format!("{b:02x}")).collect::<String>();
+        assert_eq!(hex(sha1_digest(b"abc")), "a9993e364706816aba3e25717850c26c9cd0d89d");
+        assert_eq!(hex(sha1_digest(b"")), "da39a3ee5e6b4b0d3255bfef95601890afd80709");
+        assert_eq!(
+            hex(sha1_digest(b"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq")),
+            "84983e441c3bd26ebaae4aa1f95129e5e54670f1"
+        );
+        assert_eq!(hex(sha1_digest(&[b'a'; 1000])), "291e9a6c66994949b57ba5e650361e98fc36b1ba");
+    }
+
+    #[test]
+    fn der_lengths_in_short_and_long_form_are_read() {
+        assert_eq!(der_element(&[0x30, 0x01, 0xaa, 0xbb]), Some((0x30, &[0xaa][..], &[0xbb][..])));
+        let long = [&[0x04, 0x81, 0x80][..], &[7u8; 0x80]].concat();
+        assert_eq!(der_element(&long).map(|(tag, c, r)| (tag, c.len(), r.len())), Some((0x04, 0x80, 0)));
+        assert_eq!(der_element(&[0x30, 0x05, 0x00]), None, "truncated");
+    }
 }

@@ -31,7 +31,12 @@ async fn a_run_leaves_a_text_log_and_a_json_report_in_the_log_container() {
     use certsync::storage::BlobStore;
     let text_blob = blobs.iter().find(|b| b.ends_with(".log")).unwrap();
     let text = String::from_utf8(store.get(text_blob).await.unwrap().unwrap().bytes).unwrap();
-    for expected in ["Only in Tenant A: dave@tenant-a.example", "Only in Tenant B: erin@tenant-b.example", "Ambiguous key \"jdoe\"", "synchronized from on-premises"] {
+    for expected in [
+        "Only in Tenant A: dave@tenant-a.example",
+        "Only in Tenant B: erin@tenant-b.example",
+        "Ambiguous key \"jdoe\"",
+        "synchronized from on-premises",
+    ] {
         assert!(text.contains(expected), "{expected:?} missing from the log:\n{text}");
     }
     let json_blob = blobs.iter().find(|b| b.ends_with(".json")).unwrap();
@@ -62,7 +67,8 @@ async fn a_second_run_with_nothing_changed_sends_no_writes_and_keeps_the_adminis
 #[tokio::test]
 async fn a_run_killed_halfway_is_completed_by_the_next_without_duplicates_or_lost_values() {
     // Slow Graph (latency per request) and 200 more matched users: the apply phase takes several batches.
-    let world = World::start_with(EmulatorOptions { latency: Duration::from_millis(40), ..EmulatorOptions::default() }).await;
+    let world =
+        World::start_with(EmulatorOptions { latency: Duration::from_millis(40), ..EmulatorOptions::default() }).await;
     let directory = world.emulator.directory();
     let mut targets = Vec::new();
     for i in 0..200 {
@@ -79,7 +85,9 @@ async fn a_run_killed_halfway_is_completed_by_the_next_without_duplicates_or_los
     let mut app = TestApp::spawn(&world.env).await;
     let invocation = {
         let url = app.url("/function-cert-sync");
-        tokio::spawn(async move { reqwest::Client::new().post(url).body(timer_envelope(Value::Null, false).to_string()).send().await })
+        tokio::spawn(async move {
+            reqwest::Client::new().post(url).body(timer_envelope(Value::Null, false).to_string()).send().await
+        })
     };
     let deadline = Instant::now() + Duration::from_secs(60);
     while writes(&world) < 40 {
@@ -121,7 +129,8 @@ async fn a_run_killed_halfway_is_completed_by_the_next_without_duplicates_or_los
 
 #[tokio::test]
 async fn storage_stopped_mid_run_leaves_the_sync_standing_and_the_log_on_stdout() {
-    let mut world = World::start_with(EmulatorOptions { latency: Duration::from_millis(30), ..EmulatorOptions::default() }).await;
+    let mut world =
+        World::start_with(EmulatorOptions { latency: Duration::from_millis(30), ..EmulatorOptions::default() }).await;
     let directory = world.emulator.directory();
     let mut targets = Vec::new();
     for i in 0..120 {
@@ -135,7 +144,8 @@ async fn storage_stopped_mid_run_leaves_the_sync_standing_and_the_log_on_stdout(
     let invocation = {
         let url = app.url("/function-cert-sync");
         tokio::spawn(async move {
-            let response = reqwest::Client::new().post(url).body(timer_envelope(Value::Null, false).to_string()).send().await?;
+            let response =
+                reqwest::Client::new().post(url).body(timer_envelope(Value::Null, false).to_string()).send().await?;
             response.json::<Value>().await
         })
     };
@@ -181,4 +191,36 @@ async fn no_log_report_or_output_contains_a_configured_secret() {
         // A SAS signature would look like `sig=`: none may be logged either.
         assert!(!text.contains("sig="), "a SAS signature appears in a log or report");
     }
+}
+
+#[tokio::test]
+async fn a_second_run_started_while_one_is_writing_is_skipped_by_the_lease() {
+    let world =
+        World::start_with(EmulatorOptions { latency: Duration::from_millis(30), ..EmulatorOptions::default() }).await;
+    let directory = world.emulator.directory();
+    for i in 0..100 {
+        let a = directory.add_user(TENANT_A, NewUser::new(format!("bulk{i}@tenant-a.example")));
+        directory.add_member(TENANT_A, &world.world.group_a, &a);
+        let b = directory.add_user(TENANT_B, NewUser::new(format!("bulk{i}@tenant-b.example")));
+        directory.add_member(TENANT_B, &world.world.group_b, &b);
+    }
+    let app = TestApp::spawn(&world.env).await;
+    let envelope = timer_envelope(Value::Null, false);
+    let first = app.invoke("function-cert-sync", &envelope);
+    let second = async {
+        // Start the second run once the first is reading Graph (it holds the lease by then).
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while directory.requests().iter().all(|r| r.kind != graph_emulator::RequestKind::Read) {
+            assert!(Instant::now() < deadline, "the first run never read Graph");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        app.invoke("function-cert-sync", &timer_envelope(Value::Null, false)).await
+    };
+    let ((_, _, first), (status, _, second)) = tokio::join!(first, second);
+
+    assert_eq!(first["ReturnValue"]["outcome"], "succeeded", "{first}");
+    assert_eq!(status, 200, "a skipped run is not a failed invocation");
+    assert_eq!(second["ReturnValue"]["outcome"], "skipped", "{second}");
+    assert!(second["Logs"].to_string().contains("lease is held"), "{second}");
+    assert_eq!(second["ReturnValue"]["counts"]["usersChanged"], 0);
 }

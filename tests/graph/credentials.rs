@@ -1,8 +1,8 @@
 //! The production credentials against the emulator's token and managed identity endpoints.
 
-use std::{path::PathBuf, sync::Mutex};
+use std::sync::Mutex;
 
-use certsync::graph::{GraphClient, GraphError, MembershipScope, TenantCredential, USER_SELECT, build_credential};
+use certsync::graph::{GraphClient, GraphError, MembershipScope, TenantCredential, USER_SELECT};
 use graph_emulator::{AppRegistration, FederatedCredential, ManagedIdentity, RequestKind, TOKEN_EXCHANGE_AUDIENCE};
 use secrecy::SecretString;
 
@@ -119,17 +119,4 @@ async fn a_federated_managed_identity_writes_to_tenant_b_without_a_secret() {
     assert_eq!(token.tenant.as_deref(), Some(graph.tenant.as_str()));
     assert_eq!(token.app_id.as_deref(), Some(app_id.as_str()));
     assert!(requests.iter().any(|r| r.kind == RequestKind::ManagedIdentity));
-}
-
-#[tokio::test]
-async fn a_client_certificate_is_refused_as_not_supported_in_this_build() {
-    let graph = TestGraph::start().await;
-    let credential = TenantCredential::ClientCertificate {
-        client_id: uuid::Uuid::new_v4().to_string(),
-        certificate_pem_path: PathBuf::from("/nonexistent/cert.pem"),
-    };
-
-    let error = build_credential(&graph.tenant, &credential, &graph.cloud(), Some(graph.emulator.ca_pem())).err();
-
-    assert!(matches!(error, Some(GraphError::NotSupported(_))), "{error:?}");
 }

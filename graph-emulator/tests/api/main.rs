@@ -2,6 +2,7 @@
 
 mod admin;
 mod batch;
+mod certificates;
 mod delta;
 mod helpers;
 mod members;

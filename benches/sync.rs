@@ -1,0 +1,468 @@
+//! Benchmarks of certsync against the runbook's request pattern, on the Graph emulator with a per-request latency and
+//! Graph's documented throttling budgets. Prints a Markdown table (BENCHMARKS.md holds the last one and the command).
+//!
+//! The product runs as a child process (`certsync sync --json --state-dir …`), so its peak memory (VmHWM) is its own,
+//! not the emulator's. Graph request counts come from the run's own report and are cross-checked against the emulator's
+//! request log. The runbook (seed 000) is replayed against a second pair of tenants in the same emulator, so both share
+//! the latency and budget rules but not each other's budget: pages of 100 members (no `$top`), then one PATCH per
+//! matched user, one request at a time, on every run.
+//!
+//! Usage: `cargo bench --bench sync -- [--sizes 1000,10000,100000] [--latency-ms 20] [--runbook-max 10000]`
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use graph_emulator::{AppRegistration, Directory, Emulator, EmulatorOptions, NewUser, RequestKind, Throttling};
+use serde_json::Value;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_certsync");
+const SECRET: &str = "bench-secret";
+
+struct Args {
+    sizes: Vec<usize>,
+    latency: Duration,
+    runbook_max: usize,
+    /// Above this size the first sync runs with throttling off (Graph's write budget would make it take hours).
+    throttled_max: usize,
+}
+
+fn args() -> Args {
+    let mut args = Args {
+        sizes: vec![1_000, 10_000],
+        latency: Duration::from_millis(20),
+        runbook_max: 10_000,
+        throttled_max: 10_000,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--sizes" => {
+                args.sizes = it.next().unwrap_or_default().split(',').filter_map(|s| s.trim().parse().ok()).collect()
+            }
+            "--latency-ms" => {
+                args.latency = Duration::from_millis(it.next().and_then(|v| v.parse().ok()).unwrap_or(20))
+            }
+            "--runbook-max" => args.runbook_max = it.next().and_then(|v| v.parse().ok()).unwrap_or(10_000),
+            "--throttled-max" => args.throttled_max = it.next().and_then(|v| v.parse().ok()).unwrap_or(10_000),
+            _ => {} // `cargo bench` passes `--bench`.
+        }
+    }
+    args
+}
+
+#[derive(Default, Clone)]
+struct Row {
+    size: usize,
+    scenario: String,
+    who: &'static str,
+    wall: Duration,
+    reads: u64,
+    writes: u64,
+    batches: u64,
+    throttle_wait_ms: u64,
+    peak_mib: Option<f64>,
+    note: String,
+}
+
+impl Row {
+    fn requests(&self) -> u64 {
+        self.reads + self.writes
+    }
+}
+
+/// A tenant pair seeded with `size` matched users.
+struct Pair {
+    tenant_a: String,
+    tenant_b: String,
+    app_a: String,
+    app_b: String,
+    group_a: String,
+    group_b: String,
+    /// Tenant A user ids in the group, in order.
+    members_a: Vec<String>,
+}
+
+fn seed_pair(directory: &Directory, size: usize, tag: u8) -> Pair {
+    let tenant_a = format!("aaaaaaa{tag}-0000-4000-8000-00000000000a");
+    let tenant_b = format!("bbbbbbb{tag}-0000-4000-8000-00000000000b");
+    let app_a = format!("aaaaaaa{tag}-0000-4000-8000-0000000000c1");
+    let app_b = format!("bbbbbbb{tag}-0000-4000-8000-0000000000c2");
+    directory.add_tenant(&tenant_a);
+    directory.add_tenant(&tenant_b);
+    let roles = |r: &[&str]| r.iter().map(|s| s.to_string()).collect();
+    directory.add_app(
+        &tenant_a,
+        AppRegistration {
+            client_id: app_a.clone(),
+            client_secret: Some(SECRET.into()),
+            roles: roles(&["GroupMember.Read.All", "User.Read.All"]),
+            federated_credentials: vec![],
+        },
+    );
+    directory.add_app(
+        &tenant_b,
+        AppRegistration {
+            client_id: app_b.clone(),
+            client_secret: Some(SECRET.into()),
+            roles: roles(&["GroupMember.Read.All", "User.ReadWrite.All"]),
+            federated_credentials: vec![],
+        },
+    );
+    let group_a = directory.add_group(&tenant_a, "CBA users");
+    let group_b = directory.add_group(&tenant_b, "CBA users");
+    let mut members_a = Vec::with_capacity(size);
+    let mut members_b = Vec::with_capacity(size);
+    for i in 0..size {
+        members_a.push(directory.add_user(&tenant_a, NewUser::new(format!("user{i}@tenant-a.example"))));
+        members_b.push(directory.add_user(&tenant_b, NewUser::new(format!("user{i}@tenant-b.example"))));
+    }
+    directory.add_members(&tenant_a, &group_a, &members_a);
+    directory.add_members(&tenant_b, &group_b, &members_b);
+    Pair { tenant_a, tenant_b, app_a, app_b, group_a, group_b, members_a }
+}
+
+fn env_for(emulator: &Emulator, pair: &Pair, ca: &Path) -> HashMap<String, String> {
+    let url = |u: url::Url| u.as_str().trim_end_matches('/').to_owned();
+    HashMap::from([
+        ("TENANT_A_ID".into(), pair.tenant_a.clone()),
+        ("TENANT_A_CREDENTIAL".into(), "client-secret".into()),
+        ("TENANT_A_CLIENT_ID".into(), pair.app_a.clone()),
+        ("TENANT_A_CLIENT_SECRET".into(), SECRET.into()),
+        ("TENANT_B_ID".into(), pair.tenant_b.clone()),
+        ("TENANT_B_CLIENT_ID".into(), pair.app_b.clone()),
+        ("TENANT_B_CLIENT_SECRET".into(), SECRET.into()),
+        ("SYNC_PAIRS".into(), format!("{}->{}", pair.group_a, pair.group_b)),
+        ("CERTIFICATE_USER_ID_TEMPLATES".into(), "subject-cn".into()),
+        ("GRAPH_ENDPOINT".into(), url(emulator.https_url())),
+        ("AUTHORITY_HOST".into(), url(emulator.authority_host())),
+        ("EXTRA_CA_CERTIFICATE_PATH".into(), ca.display().to_string()),
+        ("AzureWebJobsStorage".into(), "UseDevelopmentStorage=true".into()),
+        // The churn scenario removes 1 % of the users: below the default threshold, but be explicit.
+        ("ALLOW_MASS_REMOVAL".into(), "true".into()),
+        ("LOG_LEVEL".into(), "warn".into()),
+    ])
+}
+
+/// Runs `certsync sync --json` as a child, sampling its peak resident memory (VmHWM) until it exits.
+fn run_product(env: &HashMap<String, String>, state_dir: &Path) -> (Duration, Value, Option<f64>) {
+    let started = Instant::now();
+    let mut child = Command::new(BINARY)
+        .args(["sync", "--json", "--state-dir"])
+        .arg(state_dir)
+        .env_clear()
+        .envs(env)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start certsync");
+    let status_path = format!("/proc/{}/status", child.id());
+    let sampler = std::thread::spawn(move || {
+        let mut peak_kib = None;
+        while let Ok(status) = std::fs::read_to_string(&status_path) {
+            if let Some(kib) = status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            {
+                peak_kib = Some(kib);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        peak_kib
+    });
+    let output = std::io::read_to_string(child.stdout.take().expect("stdout")).expect("read the report");
+    let status = child.wait().expect("wait for certsync");
+    let wall = started.elapsed();
+    let peak = sampler.join().ok().flatten().map(|kib| kib / 1024.0);
+    assert!(status.success() || status.code() == Some(3), "certsync failed ({status}):\n{output}");
+    (wall, serde_json::from_str(&output).expect("the JSON report"), peak)
+}
+
+fn product_row(
+    size: usize,
+    scenario: &str,
+    env: &HashMap<String, String>,
+    state: &Path,
+    directory: &Directory,
+    note: &str,
+) -> Row {
+    directory.clear_requests();
+    let (wall, report, peak_mib) = run_product(env, state);
+    let metric = |tenant: &str, field: &str| report["graph"][tenant][field].as_u64().unwrap_or(0);
+    let both = |field: &str| metric("tenantA", field) + metric("tenantB", field);
+    let row = Row {
+        size,
+        scenario: scenario.into(),
+        who: "certsync",
+        wall,
+        reads: both("reads"),
+        writes: both("writes"),
+        batches: both("batches"),
+        throttle_wait_ms: both("throttleWaitMs"),
+        peak_mib,
+        note: format!(
+            "{}{}",
+            note,
+            if report["outcome"]["status"] == "succeeded" { "" } else { " (outcome not succeeded)" }
+        ),
+    };
+    // Cross-check with what the emulator saw (batch items are logged with via_batch; token requests excluded).
+    let seen = directory
+        .requests()
+        .iter()
+        .filter(|r| matches!(r.kind, RequestKind::Read | RequestKind::Write) && (r.tenant.is_some()))
+        .count() as u64;
+    if seen != row.requests() {
+        eprintln!("note: {scenario} at {size}: report says {} requests, emulator saw {seen}", row.requests());
+    }
+    row
+}
+
+/// The runbook's pattern (seed 000): token, member pages of 100 on both sides, one PATCH per matched user, sequential.
+async fn runbook(emulator: &Emulator, pair: &Pair, size: usize, scenario: &str) -> Row {
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(emulator.ca_pem().as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let base = emulator.https_url();
+    let token = |tenant: String, app: String| {
+        let client = client.clone();
+        let url = base.join(&format!("{tenant}/oauth2/v2.0/token")).unwrap();
+        async move {
+            let form = [
+                ("grant_type", "client_credentials"),
+                ("client_id", &app),
+                ("client_secret", SECRET),
+                ("scope", "https://graph.microsoft.com/.default"),
+            ];
+            let response: Value = client.post(url).form(&form).send().await.unwrap().json().await.unwrap();
+            response["access_token"].as_str().unwrap().to_owned()
+        }
+    };
+    let started = Instant::now();
+    let (token_a, token_b) = (
+        token(pair.tenant_a.clone(), pair.app_a.clone()).await,
+        token(pair.tenant_b.clone(), pair.app_b.clone()).await,
+    );
+    let mut reads = 0;
+    let mut throttle_wait = Duration::ZERO;
+    let mut send = async |request: reqwest::RequestBuilder| -> reqwest::Response {
+        loop {
+            let response = request.try_clone().unwrap().send().await.unwrap();
+            if response.status() != 429 {
+                return response;
+            }
+            // The runbook had no throttling handling; replaying it faithfully would just fail. Waiting as Graph asks
+            // is the kindest reading, and counts the waits.
+            let wait = response
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(1.0);
+            throttle_wait += Duration::from_secs_f64(wait);
+            tokio::time::sleep(Duration::from_secs_f64(wait)).await;
+        }
+    };
+    let members = |token: String, group: String, tenant_a: bool| {
+        let url = base.join(&format!("beta/groups/{group}/members")).unwrap();
+        (token, url, tenant_a)
+    };
+    let mut upns: HashMap<bool, Vec<(String, String)>> = HashMap::new();
+    for (token, url, side) in
+        [members(token_a.clone(), pair.group_a.clone(), true), members(token_b.clone(), pair.group_b.clone(), false)]
+    {
+        let mut next = Some(url.to_string());
+        while let Some(url) = next {
+            let page: Value = send(client.get(&url).bearer_auth(&token)).await.json().await.unwrap();
+            reads += 1;
+            for m in page["value"].as_array().into_iter().flatten() {
+                upns.entry(side).or_default().push((
+                    m["id"].as_str().unwrap_or_default().to_owned(),
+                    m["userPrincipalName"].as_str().unwrap_or_default().to_owned(),
+                ));
+            }
+            next = page["@odata.nextLink"].as_str().map(str::to_owned);
+        }
+    }
+    let local = |upn: &str| upn.split('@').next().unwrap_or_default().to_owned();
+    let a: HashMap<String, ()> = upns.get(&true).into_iter().flatten().map(|(_, upn)| (local(upn), ())).collect();
+    let mut writes = 0;
+    for (id, upn) in upns.get(&false).into_iter().flatten() {
+        if a.contains_key(&local(upn)) {
+            let url = base.join(&format!("v1.0/users/{id}")).unwrap();
+            let body = serde_json::json!({"authorizationInfo": {"certificateUserIds": [format!("X509:<PN>CN={}", local(upn))]}});
+            send(client.patch(url).bearer_auth(&token_b).json(&body)).await;
+            writes += 1;
+        }
+    }
+    Row {
+        size,
+        scenario: scenario.into(),
+        who: "runbook",
+        wall: started.elapsed(),
+        reads,
+        writes,
+        batches: 0,
+        throttle_wait_ms: throttle_wait.as_millis() as u64,
+        peak_mib: None,
+        note: String::new(),
+    }
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("certsync-bench-{name}-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+async fn bench_size(args: &Args, size: usize) -> Vec<Row> {
+    let throttled = size <= args.throttled_max;
+    let options = EmulatorOptions {
+        latency: args.latency,
+        throttling: if throttled { Throttling::Graph } else { Throttling::Off },
+        ..EmulatorOptions::default()
+    };
+    let emulator = Emulator::start(options).await.expect("start the emulator");
+    let directory = emulator.directory();
+    let ours = seed_pair(&directory, size, 1);
+    let dir = temp_dir(&size.to_string());
+    let ca = dir.join("ca.pem");
+    std::fs::write(&ca, emulator.ca_pem()).unwrap();
+    let env = env_for(&emulator, &ours, &ca);
+    let state = dir.join("state");
+    let throttle_note = if throttled { "" } else { "throttling off" };
+    let mut rows = vec![];
+
+    rows.push(product_row(size, "first sync", &env, &state, &directory, throttle_note));
+    rows.push(product_row(size, "steady state (nothing changed)", &env, &state, &directory, throttle_note));
+    // 1 % churn: half leave the Tenant A group, half are new matched users.
+    let churn = (size / 100).max(2);
+    for id in ours.members_a.iter().take(churn / 2) {
+        directory.remove_member(&ours.tenant_a, &ours.group_a, id);
+    }
+    for i in 0..churn / 2 {
+        let a = directory.add_user(&ours.tenant_a, NewUser::new(format!("new{i}@tenant-a.example")));
+        let b = directory.add_user(&ours.tenant_b, NewUser::new(format!("new{i}@tenant-b.example")));
+        directory.add_member(&ours.tenant_a, &ours.group_a, &a);
+        directory.add_member(&ours.tenant_b, &ours.group_b, &b);
+    }
+    rows.push(product_row(size, "after 1 % churn", &env, &state, &directory, throttle_note));
+
+    if size <= args.runbook_max {
+        let theirs = seed_pair(&directory, size, 2);
+        // Every runbook run sends the same requests (it rewrites every matched user), so one replay stands for each scenario.
+        let replay = runbook(&emulator, &theirs, size, "every run").await;
+        for scenario in ["first sync", "steady state (nothing changed)", "after 1 % churn"] {
+            rows.push(Row { scenario: scenario.into(), note: "same pattern every run".into(), ..replay.clone() });
+        }
+    } else {
+        // Not replayed (it would take hours at this size); its request count is fixed by its pattern.
+        let requests = 2 * size.div_ceil(100) as u64 + size as u64;
+        for scenario in ["first sync", "steady state (nothing changed)", "after 1 % churn"] {
+            rows.push(Row {
+                size,
+                scenario: scenario.into(),
+                who: "runbook",
+                reads: requests - size as u64,
+                writes: size as u64,
+                note: "computed, not replayed".into(),
+                ..Row::default()
+            });
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    rows
+}
+
+/// Process start to ready: how long `certsync serve` takes to answer the host's readiness probe.
+async fn start_to_ready() -> Duration {
+    let emulator = Emulator::start(EmulatorOptions::default()).await.unwrap();
+    let pair = seed_pair(&emulator.directory(), 1, 3);
+    let dir = temp_dir("ready");
+    let ca = dir.join("ca.pem");
+    std::fs::write(&ca, emulator.ca_pem()).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut env = env_for(&emulator, &pair, &ca);
+    env.insert("FUNCTIONS_CUSTOMHANDLER_PORT".into(), port.to_string());
+    let started = Instant::now();
+    let mut child = Command::new(BINARY)
+        .arg("serve")
+        .env_clear()
+        .envs(&env)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    while client.get(format!("http://127.0.0.1:{port}/")).send().await.is_err() {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let ready = started.elapsed();
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    ready
+}
+
+fn print(rows: &[Row], args: &Args) {
+    println!("\nPer-request latency {} ms; Graph throttling budgets on unless noted.\n", args.latency.as_millis());
+    println!(
+        "| users | scenario | who | wall time | Graph requests (reads + writes) | writes | batches | throttle wait | peak memory | requests vs runbook | note |"
+    );
+    println!("|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---|");
+    for row in rows {
+        let runbook = rows.iter().find(|r| r.who == "runbook" && r.size == row.size && r.scenario == row.scenario);
+        let ratio = match (row.who, runbook) {
+            ("certsync", Some(rb)) if row.requests() > 0 => {
+                format!("{:.0}× fewer", rb.requests() as f64 / row.requests() as f64)
+            }
+            _ => String::new(),
+        };
+        let wall = if row.wall.is_zero() { "—".to_owned() } else { format!("{:.1} s", row.wall.as_secs_f64()) };
+        println!(
+            "| {} | {} | {} | {} | {} ({} + {}) | {} | {} | {:.1} s | {} | {} | {} |",
+            row.size,
+            row.scenario,
+            row.who,
+            wall,
+            row.requests(),
+            row.reads,
+            row.writes,
+            row.writes,
+            row.batches,
+            row.throttle_wait_ms as f64 / 1000.0,
+            row.peak_mib.map(|m| format!("{m:.0} MiB")).unwrap_or_default(),
+            ratio,
+            row.note
+        );
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    // `cargo bench` passes `--bench`; test runners listing or running every target (`--list`, `cargo test
+    // --all-targets`) must not start a benchmark of several minutes.
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    let args = args();
+    let mut rows = Vec::new();
+    for &size in &args.sizes {
+        eprintln!("benchmarking {size} users…");
+        rows.extend(bench_size(&args, size).await);
+        print(&rows, &args);
+    }
+    let mut readiness: Vec<Duration> = Vec::new();
+    for _ in 0..5 {
+        readiness.push(start_to_ready().await);
+    }
+    readiness.sort();
+    println!(
+        "\nProcess start to ready (`certsync serve` answering GET /), 5 runs: median {:.1} ms, max {:.1} ms.",
+        readiness[2].as_secs_f64() * 1000.0,
+        readiness[4].as_secs_f64() * 1000.0
+    );
+}
