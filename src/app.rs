@@ -19,7 +19,7 @@ impl Application {
     pub async fn build(settings: Settings, server: ServerSettings) -> anyhow::Result<Self> {
         let settings = Arc::new(settings);
         let sync = Arc::new(SyncService::new(settings.clone())?);
-        let state = AppState { sync, webhook: Arc::new(settings.webhook.clone()) };
+        let state = AppState::new(sync);
         let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, server.port))).await?;
         Ok(Self { listener, state })
     }

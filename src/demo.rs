@@ -15,7 +15,7 @@ use graph_emulator::{AppRegistration, Directory, Emulator, EmulatorOptions, NewU
 
 use crate::config::Settings;
 use crate::storage::LocalDirStore;
-use crate::sync::{RunRequest, RunReport, Stores, SyncService, Trigger};
+use crate::sync::{RunReport, RunRequest, Stores, SyncService, Trigger};
 
 pub const TENANT_A: &str = "aaaaaaaa-0000-4000-8000-00000000000a";
 pub const TENANT_B: &str = "bbbbbbbb-0000-4000-8000-00000000000b";
@@ -42,18 +42,24 @@ pub fn seed(directory: &Directory) -> DemoWorld {
     directory.add_tenant(TENANT_A);
     directory.add_tenant(TENANT_B);
     // Least privilege, as the README lists it: read members in A; read members and write users in B.
-    directory.add_app(TENANT_A, AppRegistration {
-        client_id: APP_A.into(),
-        client_secret: Some(SECRET_A.into()),
-        roles: vec!["GroupMember.Read.All".into(), "User.Read.All".into()],
-        federated_credentials: vec![],
-    });
-    directory.add_app(TENANT_B, AppRegistration {
-        client_id: APP_B.into(),
-        client_secret: Some(SECRET_B.into()),
-        roles: vec!["GroupMember.Read.All".into(), "User.ReadWrite.All".into()],
-        federated_credentials: vec![],
-    });
+    directory.add_app(
+        TENANT_A,
+        AppRegistration {
+            client_id: APP_A.into(),
+            client_secret: Some(SECRET_A.into()),
+            roles: vec!["GroupMember.Read.All".into(), "User.Read.All".into()],
+            federated_credentials: vec![],
+        },
+    );
+    directory.add_app(
+        TENANT_B,
+        AppRegistration {
+            client_id: APP_B.into(),
+            client_secret: Some(SECRET_B.into()),
+            roles: vec!["GroupMember.Read.All".into(), "User.ReadWrite.All".into()],
+            federated_credentials: vec![],
+        },
+    );
     let group_a = directory.add_group(TENANT_A, "CBA users (Intune)");
     let group_b = directory.add_group(TENANT_B, "CBA users (resource tenant)");
     let mut a = HashMap::new();
@@ -88,7 +94,11 @@ pub fn seed(directory: &Directory) -> DemoWorld {
 
 /// The settings an administrator would write for this scenario, pointed at the emulator. The CA of the emulator's
 /// HTTPS endpoint is written to `ca_path`.
-pub fn settings_for(emulator: &Emulator, world: &DemoWorld, ca_path: &Path) -> std::io::Result<HashMap<String, String>> {
+pub fn settings_for(
+    emulator: &Emulator,
+    world: &DemoWorld,
+    ca_path: &Path,
+) -> std::io::Result<HashMap<String, String>> {
     std::fs::write(ca_path, emulator.ca_pem())?;
     let url = |u: url::Url| u.as_str().trim_end_matches('/').to_owned();
     Ok(HashMap::from([
@@ -144,7 +154,10 @@ async fn run_demo() -> anyhow::Result<()> {
         }
     };
 
-    println!("certsync demo: Tenant A group {} → Tenant B group {}, template subject-cn (X509:<S>CN={{localpart}}).", world.group_a, world.group_b);
+    println!(
+        "certsync demo: Tenant A group {} → Tenant B group {}, template subject-cn (X509:<S>CN={{localpart}}).",
+        world.group_a, world.group_b
+    );
     println!("State and logs go to {}", folder.display());
     let first = run("1. First sync: matched users get their value; the rest is reported").await;
     let directory = emulator.directory();
@@ -152,7 +165,10 @@ async fn run_demo() -> anyhow::Result<()> {
     println!("Bob in Tenant B now holds {bob:?}: the administrator's value is still first.");
 
     let second = run("2. Second sync, nothing changed: zero writes").await;
-    println!("Graph writes in the second run: {} (first run: {}).", second.graph.tenant_b.writes, first.graph.tenant_b.writes);
+    println!(
+        "Graph writes in the second run: {} (first run: {}).",
+        second.graph.tenant_b.writes, first.graph.tenant_b.writes
+    );
 
     directory.remove_member(TENANT_A, &world.group_a, &world.a["alice"]);
     let third = run("3. Alice leaves the Tenant A group: the value we wrote is removed").await;

@@ -87,6 +87,9 @@ pub(crate) struct TenantData {
     pub changes: Vec<MembershipChange>,
     pub next_seq: u64,
     pub subscriptions: BTreeMap<String, SubscriptionRecord>,
+    /// Certificates (DER, public part only) registered on apps, by client id: their `keyCredentials` of type
+    /// `AsymmetricX509Cert`. Kept apart from [`AppEntry`] so [`Directory::add_app`] replacing a registration keeps them.
+    pub app_certificates: HashMap<String, Vec<Vec<u8>>>,
 }
 
 fn index_add(map: &mut HashMap<String, Vec<String>>, key: &str, id: &str) {
@@ -348,6 +351,32 @@ impl Directory {
         data.apps.insert(app.client_id.clone(), AppEntry { registration: app, service_principal_id });
     }
 
+    /// Adds a certificate credential to an app registered with [`Directory::add_app`]: the first `CERTIFICATE` of
+    /// `certificate_pem` (other sections, such as a private key, are ignored; only the public certificate is kept).
+    /// The token endpoint then accepts client assertions signed with its key. [certificate-credentials]
+    ///
+    /// Panics when the tenant or the app does not exist, or the PEM holds no parsable certificate (a test bug).
+    pub fn add_app_certificate(&self, tenant_id: &str, client_id: &str, certificate_pem: &str) {
+        use rustls::pki_types::{CertificateDer, pem::PemObject};
+        let tenant = self.must_tenant(tenant_id);
+        let certificate = match CertificateDer::pem_slice_iter(certificate_pem.as_bytes()).next() {
+            Some(Ok(certificate)) => certificate,
+            Some(Err(error)) => panic!("the certificate PEM is not valid: {error}"),
+            None => panic!("the certificate PEM holds no CERTIFICATE section"),
+        };
+        if let Err(error) = rustls::server::ParsedCertificate::try_from(&certificate) {
+            panic!("the certificate is not a valid X.509 certificate: {error}");
+        }
+        let mut data = tenant.write();
+        if !data.apps.contains_key(client_id) {
+            panic!("app '{client_id}' is not registered in tenant '{tenant_id}'");
+        }
+        let certificates = data.app_certificates.entry(client_id.to_owned()).or_default();
+        if !certificates.iter().any(|known| known.as_slice() == certificate.as_ref()) {
+            certificates.push(certificate.as_ref().to_vec());
+        }
+    }
+
     /// Registers a managed identity living in a tenant. The first one added answers requests that name none.
     pub fn add_managed_identity(&self, tenant_id: &str, mi: ManagedIdentity) {
         self.must_tenant(tenant_id);
@@ -560,6 +589,12 @@ impl Directory {
 
     pub fn subscriptions(&self, tenant_id: &str) -> Vec<SubscriptionRecord> {
         self.tenant(tenant_id).map(|t| t.read().subscriptions.values().cloned().collect()).unwrap_or_default()
+    }
+
+    /// Deletes a subscription behind the app's back (an administrator, or Graph dropping it): no notification is
+    /// sent, as for groups Graph sends no `subscriptionRemoved` lifecycle event. Returns whether it existed.
+    pub fn delete_subscription(&self, tenant_id: &str, subscription_id: &str) -> bool {
+        self.tenant(tenant_id).is_some_and(|t| t.write().subscriptions.remove(subscription_id).is_some())
     }
 
     /// The emulator clock: real time plus the offset [`Directory::advance_clock`] added. Token lifetimes, delta

@@ -42,7 +42,9 @@ pub enum CertificateUserIdError {
     UnknownPattern { value: String },
     #[error("certificateUserIds value {value:?} has nothing after its {prefix} prefix")]
     Empty { value: String, prefix: &'static str },
-    #[error("certificateUserIds value is {chars} characters long; Microsoft Entra accepts at most {MAX_VALUE_CHARS}: {prefix}…")]
+    #[error(
+        "certificateUserIds value is {chars} characters long; Microsoft Entra accepts at most {MAX_VALUE_CHARS}: {prefix}…"
+    )]
     TooLong { chars: usize, prefix: String },
     #[error("certificateUserIds value {value:?} must be hexadecimal after {prefix}")]
     NotHex { value: String, prefix: &'static str },
@@ -72,10 +74,7 @@ impl CertificateUserId {
     pub fn binding_of(value: &str) -> Result<Binding, CertificateUserIdError> {
         let chars = value.chars().count();
         if chars > MAX_VALUE_CHARS {
-            return Err(CertificateUserIdError::TooLong {
-                chars,
-                prefix: value.chars().take(40).collect(),
-            });
+            return Err(CertificateUserIdError::TooLong { chars, prefix: value.chars().take(40).collect() });
         }
         if value.chars().any(char::is_control) {
             return Err(CertificateUserIdError::ControlCharacter { value: value.to_owned() });
@@ -153,10 +152,16 @@ mod tests {
             ("X509:<PN>bob@woodgrove.com", Binding::PrincipalName),
             ("X509:<RFC822>user@woodgrove.com", Binding::Rfc822Name),
             ("X509:<S>DC=com,DC=contoso,OU=UserAccounts,CN=mfatest", Binding::Subject),
-            ("X509:<I>DC=com,DC=contoso,CN=CONTOSO-DC-CA<S>DC=com,DC=contoso,OU=UserAccounts,CN=mfatest", Binding::IssuerAndSubject),
+            (
+                "X509:<I>DC=com,DC=contoso,CN=CONTOSO-DC-CA<S>DC=com,DC=contoso,OU=UserAccounts,CN=mfatest",
+                Binding::IssuerAndSubject,
+            ),
             ("X509:<SKI>123456789abcdef", Binding::SubjectKeyIdentifier),
             ("X509:<SHA1-PUKEY>123456789abcdef", Binding::Sha1PublicKey),
-            ("X509:<I>C=US,O=U.S. Government,OU=DoD,OU=PKI,CN=DOD ID CA-59<SR>b24134139f069b49997212a86ba0ef48", Binding::IssuerAndSerialNumber),
+            (
+                "X509:<I>C=US,O=U.S. Government,OU=DoD,OU=PKI,CN=DOD ID CA-59<SR>b24134139f069b49997212a86ba0ef48",
+                Binding::IssuerAndSerialNumber,
+            ),
         ];
         for (value, binding) in cases {
             let parsed = CertificateUserId::parse(value).unwrap_or_else(|e| panic!("{value}: {e}"));
@@ -167,7 +172,10 @@ mod tests {
     #[test]
     fn prefixes_are_case_sensitive() {
         for value in ["x509:<PN>bob@woodgrove.com", "X509:<pn>bob@woodgrove.com", "X509:<Pn>bob"] {
-            assert!(matches!(CertificateUserId::parse(value), Err(CertificateUserIdError::UnknownPattern { .. })), "{value}");
+            assert!(
+                matches!(CertificateUserId::parse(value), Err(CertificateUserIdError::UnknownPattern { .. })),
+                "{value}"
+            );
         }
     }
 
@@ -184,8 +192,14 @@ mod tests {
     fn empty_and_non_hex_payloads_are_rejected() {
         assert!(matches!(CertificateUserId::parse("X509:<PN>"), Err(CertificateUserIdError::Empty { .. })));
         assert!(matches!(CertificateUserId::parse("X509:<SKI>xyz"), Err(CertificateUserIdError::NotHex { .. })));
-        assert!(matches!(CertificateUserId::parse("X509:<I>CN=CA<SR>12 34"), Err(CertificateUserIdError::NotHex { .. })));
-        assert!(matches!(CertificateUserId::parse("X509:<I>CN=CA"), Err(CertificateUserIdError::UnknownPattern { .. })));
+        assert!(matches!(
+            CertificateUserId::parse("X509:<I>CN=CA<SR>12 34"),
+            Err(CertificateUserIdError::NotHex { .. })
+        ));
+        assert!(matches!(
+            CertificateUserId::parse("X509:<I>CN=CA"),
+            Err(CertificateUserIdError::UnknownPattern { .. })
+        ));
     }
 
     proptest! {

@@ -4,5 +4,7 @@
 mod certificate_user_id;
 mod ids;
 
-pub use certificate_user_id::{Binding, CertificateUserId, CertificateUserIdError, MAX_VALUES_PER_USER, MAX_VALUE_CHARS};
+pub use certificate_user_id::{
+    Binding, CertificateUserId, CertificateUserIdError, MAX_VALUE_CHARS, MAX_VALUES_PER_USER,
+};
 pub use ids::{GroupId, IdError, ObjectId, TenantId, UserId};

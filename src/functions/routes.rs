@@ -11,12 +11,14 @@ use axum::{Json, Router};
 use tracing::Instrument;
 
 use super::envelope::{EnvelopeError, InvocationRequest, InvocationResponse};
+use super::notifications::WorkerCounters;
 use crate::config::WebhookSettings;
 use crate::sync::SyncService;
 
 /// The function names are the folder names next to host.json: the host posts to `/<name>`.
 pub const CERT_SYNC_FUNCTION: &str = "function-cert-sync";
 pub const WEBHOOK_FUNCTION: &str = "function-webhook";
+pub const NOTIFICATIONS_FUNCTION: &str = "function-notifications";
 
 /// The host's header carrying the invocation id (host source `HttpWorkerConstants`).
 const INVOCATION_ID_HEADER: &str = "x-azure-functions-invocationid";
@@ -29,6 +31,14 @@ const MAX_ENVELOPE_BYTES: usize = 8 * 1024 * 1024;
 pub struct AppState {
     pub sync: Arc<SyncService>,
     pub webhook: Arc<WebhookSettings>,
+    pub counters: Arc<WorkerCounters>,
+}
+
+impl AppState {
+    pub fn new(sync: Arc<SyncService>) -> Self {
+        let webhook = Arc::new(sync.settings().webhook.clone());
+        Self { sync, webhook, counters: Arc::default() }
+    }
 }
 
 pub fn router(state: AppState) -> Router {
@@ -37,6 +47,7 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(|| async { "certsync custom handler is running" }))
         .route(&format!("/{CERT_SYNC_FUNCTION}"), post(cert_sync))
         .route(&format!("/{WEBHOOK_FUNCTION}"), post(webhook))
+        .route(&format!("/{NOTIFICATIONS_FUNCTION}"), post(notifications))
         // No server-side timeout: the host enforces `functionTimeout` (host.json) on every invocation.
         .layer(DefaultBodyLimit::max(MAX_ENVELOPE_BYTES))
         .with_state(state)
@@ -86,6 +97,21 @@ async fn webhook(State(state): State<AppState>, headers: HeaderMap, body: Bytes)
             Err(error) => return failed(StatusCode::BAD_REQUEST, error.to_string()),
         };
         let (status, response) = super::webhook::handle(&state.webhook, &request);
+        (status, Json(response)).into_response()
+    }
+    .instrument(span)
+    .await
+}
+
+async fn notifications(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let id = invocation_id(&headers);
+    let span = tracing::info_span!("invocation", function = NOTIFICATIONS_FUNCTION, invocation_id = %id);
+    async move {
+        let request = match parse_envelope(&body) {
+            Ok(request) => request,
+            Err(error) => return failed(StatusCode::BAD_REQUEST, error.to_string()),
+        };
+        let (status, response) = super::notifications::handle(&state, &request, &id).await;
         (status, Json(response)).into_response()
     }
     .instrument(span)

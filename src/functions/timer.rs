@@ -1,4 +1,4 @@
-//! `function-cert-sync`: the timer-triggered full sync of every pair.
+//! `function-cert-sync`: the timer-triggered full sync of every pair, then the upkeep of the Graph subscriptions.
 
 use axum::http::StatusCode;
 use serde_json::json;
@@ -29,9 +29,11 @@ pub async fn handle(
         tracing::warn!(last = ?timer.last, "timer is past due: running the missed sync now");
         response.log("The timer was past due; running the missed full sync now.");
     }
+    // After the sync, the subscriptions are created or renewed when WEBHOOK_NOTIFICATION_URL is set; their
+    // problems are notes of the report, never a failed sync.
     let report = state
         .sync
-        .run(RunRequest {
+        .run_and_maintain_subscriptions(RunRequest {
             trigger: Trigger::Timer { past_due: timer.is_past_due },
             invocation_id: Some(invocation_id.to_owned()),
             ..RunRequest::default()

@@ -9,6 +9,8 @@
 //!   cannot. No Graph or storage call happens on this path, which keeps it far inside 3 s;
 //! - `clientState` is compared in constant time with the current and the previous secret; a mismatch is dropped with
 //!   a security log line and still answered 202 (the sender is not one of our subscriptions: a retry would not help).
+//! - whether the subscription id is one we hold is checked by the queue worker (`notifications`), which drops the
+//!   others with a security log line: that check reads storage, and this path does no I/O.
 
 use axum::http::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
@@ -123,7 +125,7 @@ pub fn handle(settings: &WebhookSettings, request: &InvocationRequest) -> (Statu
             "dropped notifications whose clientState did not match (security)"
         );
         response.log(format!(
-            "Dropped {dropped} notification(s) with an unknown subscription or a clientState that did not match."
+            "Dropped {dropped} notification(s) without a subscription id or whose clientState did not match."
         ));
     }
     if !queued.is_empty() {
@@ -225,6 +227,7 @@ mod tests {
         WebhookSettings {
             client_state: Some("current-secret".to_owned().into()),
             previous_client_state: Some("old-secret".to_owned().into()),
+            notification_url: None,
         }
     }
 

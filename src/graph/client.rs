@@ -2,12 +2,15 @@
 //! users, write certificateUserIds, find who holds a value) on top of one request path that owns authentication,
 //! retries, throttling, concurrency, timeouts and metrics.
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::time::Duration;
 
 use azure_core::credentials::{Secret, TokenCredential};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::{Method, header::HeaderMap};
 use serde_json::{Value, json};
+use time::OffsetDateTime;
 use tokio::sync::Semaphore;
 use tracing::{debug, warn};
 use url::Url;
@@ -79,6 +82,9 @@ pub(super) struct Inner {
     pub(super) options: GraphOptions,
     permits: Semaphore,
     pub(super) metrics: Metrics,
+    /// Graph's clock minus ours, in milliseconds, from the last `Date` header (0 until one is seen).
+    clock_offset_ms: AtomicI64,
+    clock_known: AtomicBool,
 }
 
 impl std::fmt::Debug for GraphClient {
@@ -204,6 +210,8 @@ impl GraphClient {
                 options,
                 permits,
                 metrics: Metrics::default(),
+                clock_offset_ms: AtomicI64::new(0),
+                clock_known: AtomicBool::new(false),
             }),
         })
     }
@@ -215,6 +223,18 @@ impl GraphClient {
     /// What this client has sent so far and how Graph pushed back.
     pub fn metrics(&self) -> GraphMetrics {
         self.inner.metrics.snapshot()
+    }
+
+    /// Graph's time: our clock corrected by the `Date` header of Graph's last answer. Subscription expirations are
+    /// checked against Graph's clock (41,760 minutes from *its* now), so they are computed from this.
+    pub fn graph_now(&self) -> OffsetDateTime {
+        let offset = self.inner.clock_offset_ms.load(Ordering::Relaxed);
+        OffsetDateTime::now_utc() + time::Duration::milliseconds(offset)
+    }
+
+    /// Whether [`Self::graph_now`] has seen Graph's clock yet (else it is ours).
+    pub fn knows_graph_time(&self) -> bool {
+        self.inner.clock_known.load(Ordering::Relaxed)
     }
 
     /// Every user member of `group`, with `select`ed properties, and how many members are not users.
@@ -365,7 +385,7 @@ impl GraphClient {
     }
 
     /// Follows `@odata.nextLink` (absolute, used as-is [group-list-members]) and returns every `value` item.
-    async fn get_all_pages(&self, operation: &'static str, first: Url) -> Result<Vec<Value>, GraphError> {
+    pub(super) async fn get_all_pages(&self, operation: &'static str, first: Url) -> Result<Vec<Value>, GraphError> {
         let mut items = Vec::new();
         let mut next = Some(first);
         while let Some(url) = next.take() {
@@ -394,7 +414,7 @@ impl GraphClient {
     }
 
     /// A nextLink is followed only on the Graph host this client was given: it carries this tenant's token.
-    fn next_link(&self, operation: &'static str, link: &str) -> Result<Url, GraphError> {
+    pub(super) fn next_link(&self, operation: &'static str, link: &str) -> Result<Url, GraphError> {
         let url = Url::parse(link).map_err(|error| GraphError::Decode {
             operation,
             detail: format!("@odata.nextLink {link:?} is not an absolute URL: {error}"),
@@ -511,6 +531,11 @@ impl GraphClient {
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         self.observe_throttle_headers(headers.iter().map(|(name, value)| (name.as_str(), value.to_str().ok())));
+        if let Some(date) = headers.get(reqwest::header::DATE).and_then(|v| v.to_str().ok()).and_then(parse_http_date) {
+            let offset = (date - OffsetDateTime::now_utc()).whole_milliseconds();
+            inner.clock_offset_ms.store(i64::try_from(offset).unwrap_or_default(), Ordering::Relaxed);
+            inner.clock_known.store(true, Ordering::Relaxed);
+        }
         let body = response.bytes().await.map_err(AttemptError::Transport)?.to_vec();
         Ok(GraphResponse { status, headers, body })
     }
@@ -557,6 +582,14 @@ fn header(headers: &HeaderMap, name: &str) -> Option<String> {
     headers.get(name).and_then(|value| value.to_str().ok()).map(str::to_owned)
 }
 
+/// An HTTP `Date` (IMF-fixdate, `Sun, 06 Nov 1994 08:49:37 GMT`, RFC 9110 §5.6.7).
+fn parse_http_date(text: &str) -> Option<OffsetDateTime> {
+    const FORMAT: &[time::format_description::BorrowedFormatItem<'static>] = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    time::PrimitiveDateTime::parse(text.trim(), FORMAT).ok().map(time::PrimitiveDateTime::assume_utc)
+}
+
 pub(super) fn encode(value: &str) -> String {
     utf8_percent_encode(value, QUERY_VALUE).to_string()
 }
@@ -590,6 +623,13 @@ mod tests {
             url.as_str(),
             "https://graph.microsoft.com/v1.0/users?$filter=x%20eq%20%27a%2Bb%20c%27&$select=id,mail"
         );
+    }
+
+    #[test]
+    fn http_dates_parse_as_utc() {
+        let date = parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").unwrap();
+        assert_eq!(date.unix_timestamp(), 784_111_777);
+        assert_eq!(parse_http_date("yesterday"), None);
     }
 
     #[test]

@@ -16,6 +16,13 @@ pub mod operation {
     pub const SET_CERTIFICATE_USER_IDS: &str = "set certificateUserIds";
     pub const FIND_CERTIFICATE_USER_ID_HOLDERS: &str = "find certificateUserIds holders";
     pub const BATCH: &str = "send $batch";
+    pub const GROUP_DELTA: &str = "read group changes (delta)";
+    pub const CREATE_SUBSCRIPTION: &str = "create subscription";
+    pub const LIST_SUBSCRIPTIONS: &str = "list subscriptions";
+    pub const GET_SUBSCRIPTION: &str = "read subscription";
+    pub const RENEW_SUBSCRIPTION: &str = "renew subscription";
+    pub const REAUTHORIZE_SUBSCRIPTION: &str = "reauthorize subscription";
+    pub const DELETE_SUBSCRIPTION: &str = "delete subscription";
 }
 
 const HINT_WRITE_FORBIDDEN: &str = "the app needs the Microsoft Graph application permission User.ReadWrite.All in this \
@@ -32,6 +39,10 @@ const HINT_UNIQUENESS: &str = "another user in this tenant already holds one of 
 const HINT_UNAUTHORIZED: &str = "Microsoft Graph rejected the access token: check that the credential belongs to \
      this tenant and that admin consent was granted";
 const HINT_GROUP_NOT_FOUND: &str = "the group does not exist in this tenant: check the configured group id";
+const HINT_SUBSCRIPTIONS_FORBIDDEN: &str = "change-notification subscriptions on groups need the Microsoft Graph \
+     application permission Group.Read.All in this tenant; an app also has at most 100 group subscriptions per tenant";
+const HINT_SUBSCRIPTION_VALIDATION: &str = "Graph could not validate the notification URL: check that \
+     WEBHOOK_NOTIFICATION_URL is the function-webhook URL with its ?code= key and that the Function App is running";
 
 /// An error of the Graph layer.
 ///
@@ -187,6 +198,18 @@ impl GraphError {
         matches!(self, GraphError::Api { code, message, .. } if looks_like_synced_user_rejection(code, message))
     }
 
+    /// Whether a delta query's token is no longer usable: `410 Gone`, or a 4xx with `syncStateNotFound` or
+    /// `resyncRequired` [delta-query-overview]. The caller restarts with a full round.
+    pub fn is_delta_token_expired(&self) -> bool {
+        match self {
+            GraphError::Api { status: 410, .. } => true,
+            GraphError::Api { status: 400..=499, code, .. } => {
+                code.eq_ignore_ascii_case("syncStateNotFound") || code.eq_ignore_ascii_case("resyncRequired")
+            }
+            _ => false,
+        }
+    }
+
     /// Whether the error is the throttling budget running out (worth retrying on a later run, not a data problem).
     pub fn is_throttled(&self) -> bool {
         matches!(self, GraphError::Throttled { .. })
@@ -248,6 +271,19 @@ fn hint_for(operation: &'static str, status: u16, code: &str, message: &str) -> 
         (403, SET_CERTIFICATE_USER_IDS) => Some(HINT_WRITE_FORBIDDEN),
         (403, LIST_GROUP_MEMBERS | COUNT_GROUP_MEMBERS) => Some(HINT_MEMBERS_FORBIDDEN),
         (403, READ_USERS | FIND_CERTIFICATE_USER_ID_HOLDERS) => Some(HINT_USERS_FORBIDDEN),
+        (403, GROUP_DELTA) => Some(HINT_MEMBERS_FORBIDDEN),
+        (
+            403,
+            CREATE_SUBSCRIPTION
+            | LIST_SUBSCRIPTIONS
+            | GET_SUBSCRIPTION
+            | RENEW_SUBSCRIPTION
+            | REAUTHORIZE_SUBSCRIPTION
+            | DELETE_SUBSCRIPTION,
+        ) => Some(HINT_SUBSCRIPTIONS_FORBIDDEN),
+        (400, CREATE_SUBSCRIPTION) if message.to_ascii_lowercase().contains("validation") => {
+            Some(HINT_SUBSCRIPTION_VALIDATION)
+        }
         (404, LIST_GROUP_MEMBERS | COUNT_GROUP_MEMBERS) => Some(HINT_GROUP_NOT_FOUND),
         _ => None,
     }
@@ -289,6 +325,18 @@ mod tests {
             assert_eq!(message, expected);
             assert_eq!(request_id.as_deref(), Some("hdr-id"));
         }
+    }
+
+    #[test]
+    fn expired_delta_tokens_are_recognised_in_every_documented_form() {
+        let error = |status, body: &[u8]| GraphError::from_response(operation::GROUP_DELTA, status, None, body);
+        assert!(error(410, b"").is_delta_token_expired());
+        assert!(error(400, br#"{"error":{"code":"syncStateNotFound","message":"x"}}"#).is_delta_token_expired());
+        assert!(error(400, br#"{"error":{"code":"resyncRequired","message":"x"}}"#).is_delta_token_expired());
+        assert!(
+            !error(400, br#"{"error":{"code":"Request_UnsupportedQuery","message":"x"}}"#).is_delta_token_expired()
+        );
+        assert!(!error(404, b"").is_delta_token_expired());
     }
 
     #[test]

@@ -12,13 +12,17 @@
 mod batch;
 mod client;
 mod credentials;
+mod delta;
 mod error;
 mod metrics;
 mod retry;
+mod subscriptions;
 mod users;
 
 pub use client::{GraphClient, GraphOptions};
 pub use credentials::{CloudEndpoints, TenantCredential, build_credential};
+pub use delta::GroupDelta;
 pub use error::{GraphError, operation};
 pub use metrics::GraphMetrics;
+pub use subscriptions::{NewSubscription, Subscription};
 pub use users::{DirectoryUser, GroupMembers, MembershipScope, USER_SELECT};

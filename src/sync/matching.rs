@@ -65,7 +65,7 @@ impl From<&DirectoryUser> for UserRef {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub enum Side {
     #[serde(rename = "tenantA")]
     TenantA,

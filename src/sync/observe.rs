@@ -90,11 +90,32 @@ fn union(groups: &[GroupId], members: &HashMap<GroupId, GroupMembers>) -> (Vec<D
     (users.into_values().collect(), non_users)
 }
 
+/// Which ledger users in no observed Tenant B group are re-read (to remove their values, or drop them when deleted).
+#[derive(Debug, Clone, Copy)]
+pub enum Departed<'a> {
+    /// Every one of them (a full sync).
+    AllUnseen,
+    /// Only these (an incremental run: the users a delta query said left a Tenant B group).
+    Among(&'a BTreeSet<UserId>),
+}
+
+/// Observes every pair for a full sync.
 pub async fn observe(
     settings: &SyncSettings,
     source: &GraphClient,
     target: &GraphClient,
     ledger: LedgerState,
+) -> Result<Observed, ObserveError> {
+    observe_scoped(settings, source, target, ledger, Departed::AllUnseen).await
+}
+
+/// Observes every pair's members, and the departed ledger users `departed` names.
+pub async fn observe_scoped(
+    settings: &SyncSettings,
+    source: &GraphClient,
+    target: &GraphClient,
+    ledger: LedgerState,
+    departed: Departed<'_>,
 ) -> Result<Observed, ObserveError> {
     let scope = if settings.transitive_membership { MembershipScope::Transitive } else { MembershipScope::Direct };
     let (source_select, target_select) = selects(settings);
@@ -122,7 +143,17 @@ pub async fn observe(
 
     let departed_ids: Vec<UserId> = ledger
         .ledger()
-        .map(|l| l.users.keys().filter(|id| !seen_targets.contains(*id)).cloned().collect())
+        .map(|l| {
+            l.users
+                .keys()
+                .filter(|id| !seen_targets.contains(*id))
+                .filter(|id| match departed {
+                    Departed::AllUnseen => true,
+                    Departed::Among(wanted) => wanted.contains(*id),
+                })
+                .cloned()
+                .collect()
+        })
         .unwrap_or_default();
     let mut departed_targets = Vec::new();
     let mut deleted_targets = Vec::new();

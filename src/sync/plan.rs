@@ -103,6 +103,9 @@ pub struct Plan {
     pub changes: Vec<UserChange>,
     /// Matched users whose values are already right.
     pub unchanged: usize,
+    /// Their ids (for [`Plan::restricted_to`]).
+    #[serde(skip)]
+    pub unchanged_users: BTreeSet<UserId>,
     pub skipped: Vec<Skip>,
     pub conflicts: Vec<Conflict>,
     /// Why removals are off for this run (ledger missing or unreadable), if they are.
@@ -120,6 +123,51 @@ pub struct Plan {
 impl Plan {
     pub fn is_empty(&self) -> bool {
         self.changes.is_empty() && !self.ledger_changed
+    }
+
+    /// The part of this plan that concerns `affected` Tenant B users: their changes, skips and conflicts. Every
+    /// other user's ledger entry is put back to `original` (the ledger the plan was made from; empty when it was
+    /// missing), so applying the restricted plan neither writes nor records anything about users outside the scope.
+    ///
+    /// The pair summaries and the safety-threshold decision are kept as planned over everything observed: an
+    /// incremental run holds removals back exactly when a full run would.
+    ///
+    /// A value moving between users moves whole: when an affected user gains a value another user of the plan
+    /// gives up (values are unique per tenant), that user's change is kept too, or the write would be refused.
+    pub fn restricted_to(&self, affected: &BTreeSet<UserId>, original: &Ledger) -> Plan {
+        let mut affected = affected.clone();
+        loop {
+            let gained: BTreeSet<&String> =
+                self.changes.iter().filter(|c| affected.contains(&c.user.id)).flat_map(|c| &c.add).collect();
+            let givers: Vec<UserId> = self
+                .changes
+                .iter()
+                .filter(|c| !affected.contains(&c.user.id) && c.remove.iter().any(|v| gained.contains(v)))
+                .map(|c| c.user.id.clone())
+                .collect();
+            if givers.is_empty() {
+                break;
+            }
+            affected.extend(givers);
+        }
+        let affected = &affected;
+        let mut ledger_after = original.clone();
+        for id in affected {
+            ledger_after.set(id.clone(), self.ledger_after.owned(id).to_vec());
+        }
+        let unchanged_users: BTreeSet<UserId> = self.unchanged_users.intersection(affected).cloned().collect();
+        Plan {
+            pairs: self.pairs.clone(),
+            changes: self.changes.iter().filter(|c| affected.contains(&c.user.id)).cloned().collect(),
+            unchanged: unchanged_users.len(),
+            unchanged_users,
+            skipped: self.skipped.iter().filter(|s| affected.contains(&s.user.id)).cloned().collect(),
+            conflicts: self.conflicts.iter().filter(|c| affected.contains(&c.user.id)).cloned().collect(),
+            removals_disabled: self.removals_disabled.clone(),
+            removals_held_back: self.removals_held_back.clone(),
+            ledger_changed: ledger_after != *original,
+            ledger_after,
+        }
     }
 }
 
@@ -349,6 +397,7 @@ pub fn plan(observed: &Observed, settings: &PlanSettings) -> Plan {
         if add.is_empty() && remove.is_empty() {
             if !desire.values.is_empty() {
                 result.unchanged += 1;
+                result.unchanged_users.insert(id.clone());
             }
             continue;
         }

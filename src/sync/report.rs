@@ -124,6 +124,8 @@ pub struct RunReport {
     pub run_id: String,
     pub invocation_id: Option<String>,
     pub trigger: Trigger,
+    /// What the run covered: every pair, or the users a change notification concerns.
+    pub scope: super::incremental::ScopeReport,
     pub dry_run: bool,
     pub started: String,
     pub duration_ms: u64,
@@ -159,6 +161,7 @@ impl RunReport {
             run_id,
             invocation_id: None,
             trigger,
+            scope: super::incremental::ScopeReport::Full,
             dry_run,
             started,
             duration_ms: 0,
@@ -228,6 +231,8 @@ impl RunReport {
         if let Some(held) = &self.removals_held_back {
             lines.push(held.reason.clone());
         }
+        // Notes carry what an operator must see without opening the log (ledger, lease, subscription problems).
+        lines.extend(self.notes.iter().map(|note| format!("Note: {note}")));
         if let Some(location) = &self.log_location {
             lines.push(format!("Log: {location}"));
         }
@@ -245,6 +250,18 @@ impl RunReport {
             self.trigger,
             if self.dry_run { " — DRY RUN: nothing was written" } else { "" }
         );
+        if let super::incremental::ScopeReport::Incremental { groups, full_resync, affected_users } = &self.scope {
+            let groups: Vec<String> = groups.iter().map(|g| format!("{:?} group {}", g.side, g.group)).collect();
+            let _ = writeln!(out, "Scope: change notification for {}", groups.join(", "));
+            match full_resync {
+                Some(reason) => {
+                    let _ = writeln!(out, "  whole pairs reconciled: {reason}");
+                }
+                None => {
+                    let _ = writeln!(out, "  restricted to {affected_users} affected Tenant B user(s)");
+                }
+            }
+        }
         let _ = writeln!(out, "Tenant A: {}   Tenant B: {}", self.tenant_a, self.tenant_b);
         let _ = writeln!(out, "Outcome: {}", self.outcome.label());
         if let RunOutcome::Failed { reason } | RunOutcome::Skipped { reason } = &self.outcome {

@@ -81,7 +81,10 @@ fn check_config_accepts_the_sample_settings_file() {
         .iter()
         .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
         .collect();
-    env.insert("SYNC_PAIRS".into(), "aaaaaaaa-0000-4000-8000-000000000001->bbbbbbbb-0000-4000-8000-000000000001".into());
+    env.insert(
+        "SYNC_PAIRS".into(),
+        "aaaaaaaa-0000-4000-8000-000000000001->bbbbbbbb-0000-4000-8000-000000000001".into(),
+    );
     let (mut child, output) = spawn_binary(&["check-config"], &env);
     assert_eq!(wait_for_exit(&mut child).code(), Some(0), "{}", output.stderr());
     assert!(output.stdout().contains("Settings are valid: 1 pair(s)"), "{}", output.stdout());

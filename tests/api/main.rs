@@ -5,7 +5,9 @@
 #[path = "../support/azurite.rs"]
 mod azurite;
 mod helpers;
+mod host;
 
 mod config;
+mod notifications;
 mod protocol;
 mod sync;

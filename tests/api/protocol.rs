@@ -83,7 +83,8 @@ async fn the_webhook_queues_notifications_with_the_right_client_state_and_drops_
     };
     let body = json!({"value": [notification("test-client-state"), notification("forged")]}).to_string();
 
-    let (status, _, reply) = app.invoke("function-webhook", &http_envelope(json!({}), "application/json; charset=utf-8", &body)).await;
+    let (status, _, reply) =
+        app.invoke("function-webhook", &http_envelope(json!({}), "application/json; charset=utf-8", &body)).await;
 
     assert_eq!(status, 200);
     assert_eq!(reply["Outputs"]["res"]["statusCode"], "202");
@@ -98,7 +99,9 @@ async fn the_webhook_queues_notifications_with_the_right_client_state_and_drops_
 async fn malformed_notifications_get_a_400_response_not_a_crash() {
     let world = World::start().await;
     let app = TestApp::spawn(&world.env).await;
-    for (content_type, body) in [("application/json", "{\"value\": "), ("application/xml", "<value/>"), ("application/json", "")] {
+    for (content_type, body) in
+        [("application/json", "{\"value\": "), ("application/xml", "<value/>"), ("application/json", "")]
+    {
         let (status, _, reply) = app.invoke("function-webhook", &http_envelope(json!({}), content_type, body)).await;
         assert_eq!(status, 200, "{body:?}");
         assert_eq!(reply["Outputs"]["res"]["statusCode"], "400", "{body:?}: {reply}");
@@ -114,7 +117,8 @@ async fn logs_go_to_stdout_as_json_with_the_invocation_id_and_never_to_stderr() 
     let (status, _, _) = app.invoke("function-cert-sync", &timer_envelope(Value::Null, false)).await;
     assert_eq!(status, 200);
     let stdout = app.wait_for_stdout("sync run finished").await;
-    let line = stdout.lines().find(|l| l.contains("sync run finished")).unwrap_or_else(|| panic!("no run line:\n{stdout}"));
+    let line =
+        stdout.lines().find(|l| l.contains("sync run finished")).unwrap_or_else(|| panic!("no run line:\n{stdout}"));
     let record: Value = serde_json::from_str(line).expect("JSON log line");
     let spans = record["spans"].as_array().expect("the span list");
     assert!(spans.iter().any(|s| s["invocation_id"].as_str().is_some_and(|id| id.len() == 36)), "{record}");

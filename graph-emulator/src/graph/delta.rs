@@ -42,8 +42,13 @@ struct DeltaState {
     u: u64,
     /// Position in the replay (nextLink).
     o: usize,
-    /// Issued at (emulator clock, unix seconds).
+    /// Issued at (emulator clock, unix milliseconds: a token issued just after `expire_delta_tokens` in the same
+    /// second must stay valid).
     i: i64,
+}
+
+fn unix_ms(t: time::OffsetDateTime) -> i64 {
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
 }
 
 fn encode(state: &DeltaState) -> String {
@@ -174,7 +179,7 @@ pub(crate) fn groups_delta(ctx: &Ctx<'_>) -> Result<Success, GraphError> {
         return Err(unsupported("$top, $expand and $orderby are not supported with delta query."));
     }
     let data = ctx.tenant.read();
-    let now = ctx.state.directory.now().unix_timestamp();
+    let now = unix_ms(ctx.state.directory.now());
     let current = data.next_seq;
     let tenant_id = ctx.claims.tid.as_str();
     let token = q.skiptoken.as_deref().or(q.deltatoken.as_deref());
@@ -186,8 +191,11 @@ pub(crate) fn groups_delta(ctx: &Ctx<'_>) -> Result<Success, GraphError> {
             let Some(mut state) = decode(token) else {
                 return Err(expired(ctx, &restart));
             };
-            let watermark = ctx.state.directory.delta_watermark(tenant_id).map(|w| w.unix_timestamp());
-            if state.t != tenant_id || now - state.i > TOKEN_LIFETIME_SECS || watermark.is_some_and(|w| state.i <= w) {
+            let watermark = ctx.state.directory.delta_watermark(tenant_id).map(unix_ms);
+            if state.t != tenant_id
+                || now - state.i > TOKEN_LIFETIME_SECS * 1000
+                || watermark.is_some_and(|w| state.i <= w)
+            {
                 return Err(expired(ctx, &restart));
             }
             if q.deltatoken.is_some() {

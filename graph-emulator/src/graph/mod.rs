@@ -149,6 +149,11 @@ const USER_WRITE: &[&str] = &["User.ReadWrite.All", "User.ReadUpdate.All", "Dire
 const SUBSCRIPTION_GROUPS: &[&str] =
     &["Group.Read.All", "Group.ReadWrite.All", "Directory.Read.All", "Directory.ReadWrite.All"];
 
+/// IMF-fixdate (RFC 9110 §5.6.7), the `Date` header's format.
+const HTTP_DATE: &[time::format_description::BorrowedFormatItem<'static>] = time::macros::format_description!(
+    "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+);
+
 fn parse_cast(segment: &str) -> Result<ObjectKind, GraphError> {
     match segment.to_ascii_lowercase().as_str() {
         "microsoft.graph.user" => Ok(ObjectKind::User),
@@ -381,6 +386,14 @@ pub(crate) async fn process(state: &Arc<AppState>, req: GraphRequest) -> GraphRe
     };
     if let Some(ct) = content_type {
         headers.insert(axum::http::header::CONTENT_TYPE, HeaderValue::from_static(ct));
+    }
+    // Graph's `Date` header is its clock; here the emulator clock, so [`Directory::advance_clock`] shows in it
+    // (a client computing subscription expirations from Graph's time sees the advanced clock).
+    if let Ok(date) = now.format(HTTP_DATE) {
+        let (name, value) = (axum::http::header::DATE, HeaderValue::from_str(&date));
+        if let Ok(value) = value {
+            headers.insert(name, value);
+        }
     }
     let kind = seen.kind.unwrap_or(if req.method == Method::GET { RequestKind::Read } else { RequestKind::Write });
     state.directory.log_request(RequestRecord {

@@ -166,6 +166,104 @@ fn an_ambiguous_local_part_is_never_written() {
     assert_eq!(plan.pairs[0].ambiguous.len(), 1);
 }
 
+// ---- restriction to the users a change notification concerns ----
+
+#[test]
+fn a_restricted_plan_keeps_only_the_affected_users_changes_skips_and_conflicts() {
+    let (alice_a, bob_a, gina_a) =
+        (user("alice@a.example").build(), user("bob@a.example").build(), user("gina@a.example").build());
+    let alice_b = user("alice@b.example").build();
+    let bob_b = user("bob@b.example").build();
+    let frank_b = user("frank@b.example").synced().build();
+    let frank_a = user("frank@a.example").build();
+    let gina_b = user("gina@b.example").build();
+    let holder = user("holder@b.example").values(["X509:<S>CN=gina"]).build();
+    let full = plan(
+        &observed(
+            vec![alice_a, bob_a, frank_a, gina_a],
+            vec![alice_b.clone(), bob_b.clone(), frank_b.clone(), gina_b.clone(), holder],
+            LedgerState::Missing,
+        ),
+        &settings(&["subject-cn"]),
+    );
+    assert_eq!((full.changes.len(), full.skipped.len(), full.conflicts.len()), (2, 1, 1));
+
+    let only_alice = full.restricted_to(&BTreeSet::from([alice_b.id.clone()]), &Ledger::new());
+    assert_eq!(only_alice.changes.iter().map(|c| &c.user.id).collect::<Vec<_>>(), [&alice_b.id]);
+    assert!(only_alice.skipped.is_empty() && only_alice.conflicts.is_empty());
+    assert_eq!(only_alice.ledger_after.users.keys().collect::<Vec<_>>(), [&alice_b.id], "bob's claim is not recorded");
+    assert!(only_alice.ledger_changed);
+
+    let frank_and_gina = full.restricted_to(&BTreeSet::from([frank_b.id.clone(), gina_b.id.clone()]), &Ledger::new());
+    assert!(frank_and_gina.changes.is_empty());
+    assert_eq!(frank_and_gina.skipped[0].user.id, frank_b.id);
+    assert_eq!(frank_and_gina.conflicts[0].user.id, gina_b.id);
+    assert!(!frank_and_gina.ledger_changed, "nothing to record for them");
+    assert_eq!(frank_and_gina.pairs, full.pairs, "the pair summary is what was observed");
+}
+
+#[test]
+fn a_restricted_plan_puts_every_other_users_ledger_entry_back_as_it_was() {
+    // The full plan would prune Bob's stale claim and drop a deleted user's entry; neither is in scope.
+    let alice_a = user("alice@a.example").build();
+    let alice_b = user("alice@b.example").build();
+    let bob_b = user("bob@b.example").values(["X509:<S>CN=bob"]).build();
+    let deleted = user("deleted@b.example").build();
+    let original = {
+        let mut l = Ledger::new();
+        l.set(bob_b.id.clone(), vec!["X509:<S>CN=bob".into(), "X509:<S>CN=stale".into()]);
+        l.set(deleted.id.clone(), vec!["X509:<S>CN=deleted".into()]);
+        l
+    };
+    let mut observed =
+        observed(vec![alice_a], vec![alice_b.clone(), bob_b.clone()], LedgerState::Loaded(original.clone()));
+    observed.deleted_targets.push(deleted.id.clone());
+    let full = plan(&observed, &settings(&["subject-cn"]));
+    assert_ne!(full.ledger_after.owned(&bob_b.id), original.owned(&bob_b.id), "the full plan prunes bob");
+
+    let restricted = full.restricted_to(&BTreeSet::from([alice_b.id.clone()]), &original);
+    assert_eq!(restricted.ledger_after.owned(&bob_b.id), original.owned(&bob_b.id));
+    assert_eq!(restricted.ledger_after.owned(&deleted.id), original.owned(&deleted.id));
+    assert_eq!(restricted.ledger_after.owned(&alice_b.id), ["X509:<S>CN=alice"]);
+    assert_eq!(restricted.changes.len(), 1);
+    // Bob has the removal, not Alice: Bob holds X509:<S>CN=bob without an A user, so the full plan removes it.
+    assert!(full.changes.iter().any(|c| c.user.id == bob_b.id));
+    assert!(restricted.changes.iter().all(|c| c.user.id != bob_b.id));
+}
+
+#[test]
+fn a_value_moving_to_an_affected_user_is_taken_from_its_old_holder_in_the_same_run() {
+    let hank_a = user("hank@a.example").build();
+    let old = user("hank.old@b.example").values(["X509:<S>CN=hank"]).build();
+    let new = user("hank@b.example").build();
+    let ledger = ledger_with(&[(&old, &["X509:<S>CN=hank"])]);
+    let original = ledger.ledger().unwrap().clone();
+    let mut observed = observed(vec![hank_a], vec![new.clone()], ledger);
+    observed.departed_targets.push(old.clone());
+    let full = plan(&observed, &settings(&["subject-cn"]));
+    let restricted = full.restricted_to(&BTreeSet::from([new.id.clone()]), &original);
+    let users: BTreeSet<&UserId> = restricted.changes.iter().map(|c| &c.user.id).collect();
+    assert_eq!(users, BTreeSet::from([&old.id, &new.id]));
+}
+
+#[test]
+fn restricting_to_every_user_changes_nothing() {
+    let alice_a = user("alice@a.example").build();
+    let alice_b = user("alice@b.example").build();
+    let bob_b = user("bob@b.example").values(["X509:<S>CN=bob"]).build();
+    let original = {
+        let mut l = Ledger::new();
+        l.set(bob_b.id.clone(), vec!["X509:<S>CN=bob".into()]);
+        l
+    };
+    let full = plan(
+        &observed(vec![alice_a], vec![alice_b.clone(), bob_b.clone()], LedgerState::Loaded(original.clone())),
+        &settings(&["subject-cn"]),
+    );
+    let everyone = BTreeSet::from([alice_b.id.clone(), bob_b.id.clone()]);
+    assert_eq!(full.restricted_to(&everyone, &original), full);
+}
+
 // ---- properties ----
 
 const VALUES: &[&str] = &[
@@ -279,6 +377,35 @@ proptest! {
         }
         for user in all_targets(&observed).filter(|u| !changed.contains(u.id.as_str())) {
             for v in &user.certificate_user_ids { prop_assert!(everywhere.insert(v.clone()), "{} would be on two users", v); }
+        }
+    }
+
+    #[test]
+    fn a_restricted_plan_is_the_full_plan_seen_through_the_affected_users(
+        observed in directory(),
+        affected in proptest::collection::btree_set(0usize..6, 0..6),
+    ) {
+        let full = plan(&observed, &prop_settings());
+        let original = observed.ledger.ledger().cloned().unwrap_or_default();
+        let affected: BTreeSet<UserId> =
+            affected.iter().map(|i| UserId::parse(&format!("00000000-0000-0000-0000-00000000000{i}")).unwrap()).collect();
+        let restricted = full.restricted_to(&affected, &original);
+        // Every affected user's change is kept, plus those giving up a value an affected user gains.
+        let in_scope: BTreeSet<&UserId> = restricted.changes.iter().map(|c| &c.user.id).collect();
+        for change in &full.changes {
+            prop_assert_eq!(in_scope.contains(&change.user.id), affected.contains(&change.user.id) || restricted.changes.iter().any(|r| r.add.iter().any(|v| change.remove.contains(v))));
+        }
+        for change in &restricted.changes {
+            prop_assert!(full.changes.contains(change));
+        }
+        for id in original.users.keys().chain(full.ledger_after.users.keys()) {
+            let expected = if in_scope.contains(id) || affected.contains(id) { full.ledger_after.owned(id) } else { original.owned(id) };
+            prop_assert_eq!(restricted.ledger_after.owned(id), expected);
+        }
+        // Applying the restricted plan, then planning in full, finishes the job: restriction never loses work.
+        let next = plan(&applied(&observed, &restricted), &prop_settings());
+        for change in &next.changes {
+            prop_assert!(!affected.contains(&change.user.id), "affected user {} left unfinished", change.user.id);
         }
     }
 

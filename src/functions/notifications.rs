@@ -1,0 +1,225 @@
+//! `function-notifications`: the queue-triggered worker behind the webhook.
+//!
+//! The host dequeues a `graph-notifications` message (what `function-webhook` queued: a [`QueuedNotification`]) and
+//! posts `{"Data":{"message": <JSON string or object>},"Metadata":{"DequeueCount": n, …}}`. The answer decides the
+//! message's fate (functions.md, "Non-HTTP triggers"): 2xx deletes it; non-2xx fails the invocation, the message
+//! comes back after the visibility timeout, and after `maxDequeueCount` (host.json: 5) attempts the host moves it to
+//! `graph-notifications-poison`. So:
+//! - a message that can never succeed (not a notification, or from a subscription that is not ours) is answered 200
+//!   with an error or security log line, and counted;
+//! - a transient failure (storage or Graph down, the run lease held too long) answers 500 so the host retries; the
+//!   last attempt says in the log that the message goes to the poison queue and that the timer's sync is the net.
+//!
+//! The unknown-subscription check lives here, not in the webhook: it needs a storage read, and the webhook must
+//! answer Graph without I/O.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+
+use super::envelope::{InvocationRequest, InvocationResponse};
+use super::routes::AppState;
+use super::webhook::QueuedNotification;
+use crate::domain::GroupId;
+use crate::sync::subscriptions::LifecycleOutcome;
+use crate::sync::{ChangedGroup, RunOutcome, RunRequest, Side, Trigger};
+
+/// The binding name in `function-notifications/function.json`.
+pub const MESSAGE_BINDING: &str = "message";
+/// `extensions.queues.maxDequeueCount` in host.json.
+pub const MAX_DEQUEUE_COUNT: u64 = 5;
+pub const POISON_QUEUE: &str = "graph-notifications-poison";
+
+/// Messages dropped since the process started, by reason (also logged with each drop).
+#[derive(Debug, Default)]
+pub struct WorkerCounters {
+    pub malformed: AtomicU64,
+    pub unknown_subscription: AtomicU64,
+}
+
+/// What the message is, or why it is not one.
+fn parse_message(request: &InvocationRequest) -> Result<QueuedNotification, String> {
+    let payload = request.trigger(MESSAGE_BINDING).ok_or("the invocation has no Data.message")?;
+    match payload {
+        Value::String(text) => serde_json::from_str(text).map_err(|e| format!("not a queued notification: {e}")),
+        Value::Object(_) => {
+            serde_json::from_value(payload.clone()).map_err(|e| format!("not a queued notification: {e}"))
+        }
+        other => Err(format!("Data.message is {}, not a queued notification", kind(other))),
+    }
+}
+
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// `Metadata.DequeueCount`: a number, or a string of one [inferred]; 1 when absent.
+fn dequeue_count(request: &InvocationRequest) -> u64 {
+    let value = request.metadata.iter().find(|(k, _)| k.eq_ignore_ascii_case("DequeueCount")).map(|(_, v)| v);
+    match value {
+        Some(Value::Number(n)) => n.as_u64().unwrap_or(1),
+        Some(Value::String(s)) => s.trim().parse().unwrap_or(1),
+        _ => 1,
+    }
+}
+
+pub async fn handle(
+    state: &AppState,
+    request: &InvocationRequest,
+    invocation_id: &str,
+) -> (StatusCode, InvocationResponse) {
+    let mut response = InvocationResponse::default();
+    let attempt = dequeue_count(request);
+    let message = match parse_message(request) {
+        Ok(message) => message,
+        Err(reason) => {
+            let total = state.counters.malformed.fetch_add(1, Ordering::Relaxed) + 1;
+            tracing::error!(%reason, malformed_total = total, "dropped a malformed queue message: it can never succeed");
+            response.log(format!("Dropped a malformed message (it can never succeed, so it is not retried): {reason}"));
+            return (StatusCode::OK, response);
+        }
+    };
+
+    let (side, entry) = match state.sync.find_subscription(&message.subscription_id).await {
+        Ok(Some(found)) => found,
+        Ok(None) => {
+            let total = state.counters.unknown_subscription.fetch_add(1, Ordering::Relaxed) + 1;
+            // Security: the clientState matched, but the subscription is not one we hold (deleted, or forged).
+            tracing::warn!(
+                subscription_id = %message.subscription_id,
+                tenant_id = message.tenant_id.as_deref().unwrap_or("none"),
+                unknown_total = total,
+                "dropped a notification for an unknown subscription (security)"
+            );
+            response.log(format!(
+                "Dropped a notification for subscription {}, which is not one of ours (security).",
+                message.subscription_id
+            ));
+            return (StatusCode::OK, response);
+        }
+        Err(error) => {
+            return retry(response, attempt, format!("the subscription records cannot be read: {error}"));
+        }
+    };
+    if let Some(group) = &message.group_id
+        && !group.eq_ignore_ascii_case(entry.group.as_str())
+    {
+        tracing::warn!(%group, recorded = %entry.group, "the notification names another group than its subscription; using the subscription's");
+    }
+
+    if let Some(event) = &message.lifecycle_event {
+        match state.sync.handle_lifecycle_event(side, &entry, event).await {
+            Ok(LifecycleOutcome::Ignored) => {
+                // `missed` (not sent for groups, but harmless): catch up through delta query below.
+                tracing::info!(%event, subscription_id = %entry.id, "lifecycle event: reconciling the group");
+            }
+            Ok(outcome) => {
+                tracing::info!(%event, subscription_id = %entry.id, ?outcome, "lifecycle event handled");
+                response.log(format!("Lifecycle event {event} for subscription {}: {outcome:?}.", entry.id));
+                return (StatusCode::OK, response);
+            }
+            Err(reason) => return retry(response, attempt, format!("lifecycle event {event}: {reason}")),
+        }
+    }
+
+    if !configured(state, side, &entry.group) {
+        response.log(format!("Group {} is no longer configured; the notification was ignored.", entry.group));
+        return (StatusCode::OK, response);
+    }
+    let groups = BTreeSet::from([ChangedGroup { side, group: entry.group.clone() }]);
+    let report = state
+        .sync
+        .run_incremental(
+            groups,
+            RunRequest {
+                trigger: Trigger::Notification,
+                invocation_id: Some(invocation_id.to_owned()),
+                ..RunRequest::default()
+            },
+        )
+        .await;
+    response.logs.extend(report.summary_lines());
+    response.return_value = json!({
+        "runId": report.run_id,
+        "outcome": report.outcome.label(),
+        "counts": report.totals(),
+        "logBlob": report.log_location.clone(),
+        "scope": report.scope,
+    });
+    match &report.outcome {
+        RunOutcome::Failed { reason } => retry(response, attempt, reason.clone()),
+        _ => (StatusCode::OK, response),
+    }
+}
+
+fn configured(state: &AppState, side: Side, group: &GroupId) -> bool {
+    state.sync.settings().sync.pairs.iter().any(|p| match side {
+        Side::TenantA => p.source_groups.contains(group),
+        Side::TenantB => p.target_groups.contains(group),
+    })
+}
+
+/// A transient failure: non-2xx so the host retries; the last attempt says where the message goes.
+fn retry(mut response: InvocationResponse, attempt: u64, reason: String) -> (StatusCode, InvocationResponse) {
+    if attempt >= MAX_DEQUEUE_COUNT {
+        tracing::error!(
+            attempt,
+            %reason,
+            "final attempt failed: the host moves this message to {POISON_QUEUE}; the timer's full sync will reconcile the group"
+        );
+        response.log(format!(
+            "Attempt {attempt} of {MAX_DEQUEUE_COUNT} failed ({reason}); the message now goes to {POISON_QUEUE}. The \
+             scheduled full sync reconciles the group; the next notification for it also catches up (delta query)."
+        ));
+    } else {
+        tracing::warn!(attempt, %reason, "notification processing failed; the queue retries it");
+        response.log(format!("Attempt {attempt} of {MAX_DEQUEUE_COUNT} failed, the queue retries: {reason}"));
+    }
+    (StatusCode::INTERNAL_SERVER_ERROR, response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(data: Value, metadata: Value) -> InvocationRequest {
+        serde_json::from_value(json!({"Data": data, "Metadata": metadata})).unwrap()
+    }
+
+    #[test]
+    fn a_message_parses_from_a_json_string_or_an_object() {
+        let message = json!({"subscriptionId": "s1", "tenantId": "t", "changeType": "updated", "groupId": "g", "resource": "Groups/g"});
+        for data in [json!({"message": message.to_string()}), json!({"message": message})] {
+            let parsed = parse_message(&request(data, json!({}))).unwrap();
+            assert_eq!(parsed.subscription_id, "s1");
+        }
+        for bad in [json!({"message": "not json"}), json!({"message": 42}), json!({"message": {"x": 1}}), json!({})] {
+            assert!(parse_message(&request(bad.clone(), json!({}))).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_dequeue_count_is_read_as_a_number_or_a_string() {
+        assert_eq!(dequeue_count(&request(json!({}), json!({"DequeueCount": 3}))), 3);
+        assert_eq!(dequeue_count(&request(json!({}), json!({"DequeueCount": "5"}))), 5);
+        assert_eq!(dequeue_count(&request(json!({}), json!({}))), 1);
+    }
+
+    #[test]
+    fn the_last_attempt_says_the_message_goes_to_the_poison_queue() {
+        let (status, response) = retry(InvocationResponse::default(), 5, "Graph is down".into());
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(response.logs[0].contains("graph-notifications-poison"), "{:?}", response.logs);
+        let (_, response) = retry(InvocationResponse::default(), 2, "Graph is down".into());
+        assert!(response.logs[0].contains("retries"), "{:?}", response.logs);
+    }
+}

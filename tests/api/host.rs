@@ -1,0 +1,317 @@
+//! A stand-in for the Azure Functions host between Graph (the emulator) and the real binary, since the host itself
+//! cannot run here. It does what functions.md documents, no more:
+//! - the HTTP trigger (`authLevel: function`): a raw POST to `/api/function-webhook` is refused with 401 unless its
+//!   `?code=` is the function key; otherwise it is wrapped in the envelope (`Data.req` with `Url`, `Method`, `Query`
+//!   decoded, `Headers` name → [values], `Body` as a string), posted to `/function-webhook`, and `Outputs.res`
+//!   becomes the HTTP answer. The `notifications` queue output is stored *before* that answer; a non-2xx invocation
+//!   answers 500.
+//! - the queue trigger: each message is posted to `/function-notifications` as
+//!   `{"Data":{"message":<string>},"Metadata":{"DequeueCount":n,…}}`, at most `batchSize` (4) at once; a non-2xx
+//!   answer puts it back after a visibility timeout, and after `maxDequeueCount` (5) attempts it goes to the poison
+//!   list.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{OriginalUri, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+/// host.json `extensions.queues`.
+pub const MAX_DEQUEUE_COUNT: u64 = 5;
+const BATCH_SIZE: usize = 4;
+/// Shorter than host.json's 30 s so tests stay quick; the behaviour is the same.
+const VISIBILITY_TIMEOUT: Duration = Duration::from_millis(200);
+
+#[derive(Debug, Clone)]
+pub struct QueueMessage {
+    pub id: String,
+    pub text: String,
+    pub dequeue_count: u64,
+    visible_at: Instant,
+}
+
+/// One queue-trigger invocation and its answer.
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    pub message: String,
+    pub dequeue_count: u64,
+    pub status: u16,
+    pub reply: Value,
+}
+
+#[derive(Default)]
+struct Shared {
+    handler: OnceLock<String>,
+    function_key: String,
+    client: reqwest::Client,
+    queue: Mutex<VecDeque<QueueMessage>>,
+    in_flight: AtomicUsize,
+    poison: Mutex<Vec<QueueMessage>>,
+    /// Every message the webhook queued, in order.
+    history: Mutex<Vec<String>>,
+    invocations: Mutex<Vec<Invocation>>,
+    webhook_posts: AtomicUsize,
+}
+
+pub struct HostShim {
+    port: u16,
+    shared: Arc<Shared>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl HostShim {
+    /// Binds a free port now (its URL goes into the handler's settings); [`HostShim::connect`] names the handler.
+    pub async fn bind(function_key: &str) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the host shim");
+        let port = listener.local_addr().unwrap().port();
+        let shared = Arc::new(Shared { function_key: function_key.to_owned(), ..Shared::default() });
+        let app = Router::new().route("/api/function-webhook", any(http_trigger)).with_state(shared.clone());
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        let worker = tokio::spawn(queue_worker(shared.clone()));
+        Self { port, shared, tasks: vec![server, worker] }
+    }
+
+    /// The handler's base URL (`http://127.0.0.1:<FUNCTIONS_CUSTOMHANDLER_PORT>`).
+    pub fn connect(&self, handler_port: u16) {
+        let _ = self.shared.handler.set(format!("http://127.0.0.1:{handler_port}"));
+    }
+
+    /// What `WEBHOOK_NOTIFICATION_URL` is set to: the function URL with its key, as in Azure.
+    pub fn notification_url(&self) -> String {
+        format!("http://127.0.0.1:{}/api/function-webhook?code={}", self.port, self.shared.function_key)
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Puts a message on the queue, as replaying or a second delivery would.
+    pub fn enqueue(&self, text: &str) {
+        enqueue(&self.shared, text.to_owned());
+    }
+
+    pub fn history(&self) -> Vec<String> {
+        self.shared.history.lock().unwrap().clone()
+    }
+
+    pub fn invocations(&self) -> Vec<Invocation> {
+        self.shared.invocations.lock().unwrap().clone()
+    }
+
+    pub fn poison(&self) -> Vec<QueueMessage> {
+        self.shared.poison.lock().unwrap().clone()
+    }
+
+    pub fn webhook_posts(&self) -> usize {
+        self.shared.webhook_posts.load(Ordering::SeqCst)
+    }
+
+    fn idle(&self) -> bool {
+        self.shared.queue.lock().unwrap().is_empty() && self.shared.in_flight.load(Ordering::SeqCst) == 0
+    }
+
+    /// Waits (bounded) until `condition` holds and the queue is drained.
+    pub async fn settle(&self, what: &str, timeout: Duration, condition: impl Fn() -> bool) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if condition() && self.idle() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what}: not reached within {timeout:?}; invocations: {:#?}",
+                self.invocations()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+impl Drop for HostShim {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+fn enqueue(shared: &Shared, text: String) {
+    let message =
+        QueueMessage { id: uuid::Uuid::new_v4().to_string(), text, dequeue_count: 0, visible_at: Instant::now() };
+    shared.queue.lock().unwrap().push_back(message);
+}
+
+/// The HTTP trigger: key check, envelope, invocation, `Outputs`.
+async fn http_trigger(
+    State(shared): State<Arc<Shared>>,
+    OriginalUri(uri): OriginalUri,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    shared.webhook_posts.fetch_add(1, Ordering::SeqCst);
+    let raw_query = uri.query().unwrap_or_default();
+    // The host decodes the query the ASP.NET way: form encoding, `+` is a space.
+    let query: BTreeMap<String, String> = url::form_urlencoded::parse(raw_query.as_bytes()).into_owned().collect();
+    if query.get("code") != Some(&shared.function_key) {
+        return (StatusCode::UNAUTHORIZED, "").into_response();
+    }
+    let mut header_map: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (name, value) in &headers {
+        header_map.entry(name.as_str().to_owned()).or_default().push(value.to_str().unwrap_or_default().to_owned());
+    }
+    let host = headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1");
+    let envelope = json!({
+        "Data": {"req": {
+            "Url": format!("http://{host}{uri}"),
+            "Method": method.as_str(),
+            "Query": query,
+            "Headers": header_map,
+            "Params": {},
+            "Body": String::from_utf8_lossy(&body),
+            "Identities": [],
+        }},
+        "Metadata": {"sys": {"MethodName": "function-webhook", "UtcNow": now_text(), "RandGuid": uuid::Uuid::new_v4().to_string()}},
+    });
+    let Some(handler) = shared.handler.get() else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "the handler is not started").into_response();
+    };
+    let answer = shared
+        .client
+        .post(format!("{handler}/function-webhook"))
+        .header("X-Azure-Functions-InvocationId", uuid::Uuid::new_v4().to_string())
+        .json(&envelope)
+        .send()
+        .await;
+    let Ok(answer) = answer else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    if !answer.status().is_success() {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    }
+    let Ok(reply) = answer.json::<Value>().await else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    // The queue output is persisted before Graph gets its answer.
+    match &reply["Outputs"]["notifications"] {
+        Value::Array(items) => {
+            for item in items {
+                let text = item.as_str().map(str::to_owned).unwrap_or_else(|| item.to_string());
+                shared.history.lock().unwrap().push(text.clone());
+                enqueue(&shared, text);
+            }
+        }
+        Value::Null => {}
+        other => {
+            let text = other.as_str().map(str::to_owned).unwrap_or_else(|| other.to_string());
+            shared.history.lock().unwrap().push(text.clone());
+            enqueue(&shared, text);
+        }
+    }
+    let res = &reply["Outputs"]["res"];
+    let status = match &res["statusCode"] {
+        Value::String(s) => s.parse().unwrap_or(500),
+        Value::Number(n) => n.as_u64().unwrap_or(500) as u16,
+        _ => 200,
+    };
+    let mut response = Response::new(axum::body::Body::from(res["body"].as_str().unwrap_or_default().to_owned()));
+    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    if let Some(headers) = res["headers"].as_object() {
+        for (name, value) in headers {
+            if let (Ok(name), Some(Ok(value))) =
+                (HeaderName::try_from(name.as_str()), value.as_str().map(HeaderValue::from_str))
+            {
+                response.headers_mut().insert(name, value);
+            }
+        }
+    }
+    response
+}
+
+fn now_text() -> String {
+    time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+}
+
+/// The queue trigger: up to `BATCH_SIZE` messages at once, retries, poison.
+async fn queue_worker(shared: Arc<Shared>) {
+    let permits = Arc::new(tokio::sync::Semaphore::new(BATCH_SIZE));
+    loop {
+        let Ok(permit) = permits.clone().acquire_owned().await else { return };
+        let next = {
+            let mut queue = shared.queue.lock().unwrap();
+            let now = Instant::now();
+            let position = queue.iter().position(|m| m.visible_at <= now);
+            let message = position.and_then(|p| queue.remove(p));
+            if message.is_some() {
+                // Counted before the queue lock is released, so an observer never sees an empty queue and no work.
+                shared.in_flight.fetch_add(1, Ordering::SeqCst);
+            }
+            message
+        };
+        let Some(mut message) = next else {
+            drop(permit);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            continue;
+        };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            message.dequeue_count += 1;
+            let (status, reply) = invoke(&shared, &message).await;
+            shared.invocations.lock().unwrap().push(Invocation {
+                message: message.text.clone(),
+                dequeue_count: message.dequeue_count,
+                status,
+                reply,
+            });
+            if !(200..300).contains(&status) {
+                if message.dequeue_count >= MAX_DEQUEUE_COUNT {
+                    shared.poison.lock().unwrap().push(message);
+                } else {
+                    message.visible_at = Instant::now() + VISIBILITY_TIMEOUT;
+                    shared.queue.lock().unwrap().push_back(message);
+                }
+            }
+            shared.in_flight.fetch_sub(1, Ordering::SeqCst);
+            drop(permit);
+        });
+    }
+}
+
+async fn invoke(shared: &Shared, message: &QueueMessage) -> (u16, Value) {
+    let Some(handler) = shared.handler.get() else { return (503, Value::Null) };
+    let envelope = json!({
+        "Data": {"message": message.text},
+        "Metadata": {
+            "DequeueCount": message.dequeue_count,
+            "Id": message.id,
+            "InsertionTime": now_text(),
+            "PopReceipt": uuid::Uuid::new_v4().to_string(),
+            "sys": {"MethodName": "function-notifications", "UtcNow": now_text(), "RandGuid": uuid::Uuid::new_v4().to_string()},
+        },
+    });
+    let sent = shared
+        .client
+        .post(format!("{handler}/function-notifications"))
+        .header("X-Azure-Functions-InvocationId", uuid::Uuid::new_v4().to_string())
+        .json(&envelope)
+        .send()
+        .await;
+    match sent {
+        Ok(response) => {
+            let status = response.status().as_u16();
+            (status, response.json().await.unwrap_or(Value::Null))
+        }
+        Err(_) => (500, Value::Null),
+    }
+}
