@@ -109,6 +109,28 @@ pub struct Totals {
     pub non_user_members: u64,
 }
 
+/// One line of totals, shared by the invocation's `Logs` and the text log.
+impl std::fmt::Display for Totals {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "matched {}, {} users changed (+{} / -{} values), {} unchanged, {} only in Tenant A, {} only in Tenant B, \
+             {} ambiguous, {} skipped, {} conflicts, {} failed",
+            self.matched,
+            self.users_changed,
+            self.values_added,
+            self.values_removed,
+            self.unchanged,
+            self.only_in_a,
+            self.only_in_b,
+            self.ambiguous,
+            self.skipped,
+            self.conflicts,
+            self.failed
+        )
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct GraphUsage {
@@ -207,23 +229,12 @@ impl RunReport {
 
     /// A few lines for the Functions invocation log.
     pub fn summary_lines(&self) -> Vec<String> {
-        let t = &self.totals;
         let mut lines = vec![format!(
-            "Run {} {}{}: {} matched, {} users changed (+{} / -{} values), {} unchanged, {} only in Tenant A, {} only in Tenant B, {} ambiguous, {} skipped, {} conflicts, {} failed.",
+            "Run {} {}{}: {}.",
             self.run_id,
             self.outcome.label(),
             if self.dry_run { " (dry run)" } else { "" },
-            t.matched,
-            t.users_changed,
-            t.values_added,
-            t.values_removed,
-            t.unchanged,
-            t.only_in_a,
-            t.only_in_b,
-            t.ambiguous,
-            t.skipped,
-            t.conflicts,
-            t.failed
+            self.totals
         )];
         if let RunOutcome::Failed { reason } | RunOutcome::Skipped { reason } = &self.outcome {
             lines.push(reason.clone());
@@ -327,22 +338,7 @@ impl RunReport {
         for note in &self.notes {
             let _ = writeln!(out, "Note: {note}");
         }
-        let t = &self.totals;
-        let _ = writeln!(
-            out,
-            "\nTotals: matched {} · changed {} (+{} / -{}) · unchanged {} · only A {} · only B {} · ambiguous {} · skipped {} · conflicts {} · failed {}",
-            t.matched,
-            t.users_changed,
-            t.values_added,
-            t.values_removed,
-            t.unchanged,
-            t.only_in_a,
-            t.only_in_b,
-            t.ambiguous,
-            t.skipped,
-            t.conflicts,
-            t.failed
-        );
+        let _ = writeln!(out, "\nTotals: {}", self.totals);
         let g = &self.graph;
         let _ = writeln!(
             out,
