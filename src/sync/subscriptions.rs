@@ -155,7 +155,7 @@ enum Next {
 
 fn decide(entry: &SubscriptionEntry, live: Option<&Subscription>, ours: &str, now: OffsetDateTime) -> Next {
     let Some(live) = live else { return Next::Recreate };
-    if live.notification_url.as_deref().is_some_and(|url| url != ours) {
+    if live.notification_url.as_deref().is_some_and(|url| !same_url(url, ours)) {
         // The URL (or its function key) changed: a subscription delivering elsewhere is as good as none.
         return Next::Recreate;
     }
@@ -166,6 +166,14 @@ fn decide(entry: &SubscriptionEntry, live: Option<&Subscription>, ours: &str, no
         return Next::RenewLater;
     }
     Next::Renew
+}
+
+/// URL equality after parsing (Graph may echo the URL normalised: host case, default port, escaping).
+fn same_url(a: &str, b: &str) -> bool {
+    match (url::Url::parse(a), url::Url::parse(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
 }
 
 impl SyncService {
@@ -630,6 +638,9 @@ mod tests {
         assert_eq!(decide(&created, None, OURS, now), Next::Recreate);
         let elsewhere = live(now + time::Duration::days(20), "https://old.example/api/function-webhook?code=old");
         assert_eq!(decide(&created, Some(&elsewhere), OURS, now), Next::Recreate);
+        let normalised =
+            live(now + time::Duration::days(20), "https://APP.azurewebsites.net:443/api/function-webhook?code=k");
+        assert_eq!(decide(&created, Some(&normalised), OURS, now), Next::Keep, "the same URL, echoed normalised");
     }
 
     #[test]
