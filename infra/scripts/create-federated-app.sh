@@ -70,22 +70,7 @@ if [ -n "$principal_id" ]; then
 fi
 
 # 1. The app registration: multi-tenant, so Tenant B can hold a service principal of it.
-if [ -n "$app_id" ]; then
-  az ad app show --id "$app_id" --query appId -o tsv >/dev/null || die "no app registration $app_id in this tenant"
-  log "using app registration $app_id"
-else
-  matches="$(az ad app list --filter "displayName eq '$display_name'" --query '[].appId' -o tsv)"
-  count="$(grep -c . <<<"$matches" || true)"
-  if [ "$count" -gt 1 ]; then
-    die "$count app registrations are named '$display_name': pass --app-id"
-  elif [ "$count" -eq 1 ]; then
-    app_id="$matches"
-    log "app registration '$display_name' exists: $app_id"
-  else
-    log "creating the multi-tenant app registration '$display_name'"
-    app_id="$(az ad app create --display-name "$display_name" --sign-in-audience AzureADMultipleOrgs --query appId -o tsv)"
-  fi
-fi
+app_id="$(ensure_app_registration "$app_id" "$display_name" AzureADMultipleOrgs)"
 
 audience_now="$(az ad app show --id "$app_id" --query signInAudience -o tsv)"
 if [ "$audience_now" != "AzureADMultipleOrgs" ]; then

@@ -116,3 +116,26 @@ ensure_service_principal() { # <application (client) id>
   fi
   printf '%s\n' "$sp_id"
 }
+
+# Application (client) id of an app registration in the signed-in tenant: the given id if it exists, else the one app
+# named <display name>, else a new one with <sign-in audience>. Refuses to guess between several apps of one name.
+ensure_app_registration() { # <application id or ""> <display name> <sign-in audience>
+  local app_id="$1" display_name="$2" audience="$3" matches count
+  if [ -n "$app_id" ]; then
+    az ad app show --id "$app_id" --query appId -o tsv >/dev/null || die "no app registration $app_id in this tenant"
+    log "using app registration $app_id"
+  else
+    matches="$(az ad app list --filter "displayName eq '$display_name'" --query '[].appId' -o tsv)"
+    count="$(grep -c . <<<"$matches" || true)"
+    if [ "$count" -gt 1 ]; then
+      die "$count app registrations are named '$display_name': pass --app-id"
+    elif [ "$count" -eq 1 ]; then
+      app_id="$matches"
+      log "app registration '$display_name' exists: $app_id"
+    else
+      log "creating the app registration '$display_name' ($audience)"
+      app_id="$(az ad app create --display-name "$display_name" --sign-in-audience "$audience" --query appId -o tsv)"
+    fi
+  fi
+  printf '%s\n' "$app_id"
+}

@@ -71,22 +71,7 @@ if [ "$mode" = "federated" ]; then
   log "federated mode: app $app_id is registered in another tenant (Tenant A), as it must be"
 else
   # The app registration, in this tenant, single-tenant.
-  if [ -n "$app_id" ]; then
-    az ad app show --id "$app_id" --query appId -o tsv >/dev/null || die "no app registration $app_id in this tenant"
-    log "using app registration $app_id"
-  else
-    matches="$(az ad app list --filter "displayName eq '$display_name'" --query '[].appId' -o tsv)"
-    count="$(grep -c . <<<"$matches" || true)"
-    if [ "$count" -gt 1 ]; then
-      die "$count app registrations are named '$display_name': pass --app-id"
-    elif [ "$count" -eq 1 ]; then
-      app_id="$matches"
-      log "app registration '$display_name' exists: $app_id"
-    else
-      log "creating the app registration '$display_name' (single tenant)"
-      app_id="$(az ad app create --display-name "$display_name" --sign-in-audience AzureADMyOrg --query appId -o tsv)"
-    fi
-  fi
+  app_id="$(ensure_app_registration "$app_id" "$display_name" AzureADMyOrg)"
   require_graph_permissions "$app_id" GroupMember.Read.All User.ReadWrite.All Group.Read.All
 fi
 

@@ -70,8 +70,9 @@ impl TimerInfo {
             Value::String(text) => serde_json::from_str(text).map_err(|e| EnvelopeError::NotJson(e.to_string()))?,
             other => other.clone(),
         };
-        let object =
-            payload.as_object().ok_or_else(|| EnvelopeError::NotAnObject { binding, found: kind_of(&payload) })?;
+        let object = payload
+            .as_object()
+            .ok_or_else(|| EnvelopeError::NotAnObject { binding, found: kind_of(&payload).to_owned() })?;
         let field = |name: &str| object.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v);
         let is_past_due = match field("IsPastDue") {
             Some(Value::Bool(b)) => *b,
@@ -89,7 +90,8 @@ impl TimerInfo {
     }
 }
 
-fn kind_of(value: &Value) -> String {
+/// What a JSON value is, for error messages ("Data.timer is a string").
+pub(crate) fn kind_of(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
@@ -98,7 +100,6 @@ fn kind_of(value: &Value) -> String {
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
     }
-    .to_owned()
 }
 
 /// Parses the DateTime strings .NET writes: `2026-11-22T10:00:00`, `…00.0000000Z`, `…00.123+01:00`, and the
@@ -130,8 +131,9 @@ pub struct HttpRequestData {
 impl HttpRequestData {
     pub fn from_invocation(request: &InvocationRequest, binding: &'static str) -> Result<Self, EnvelopeError> {
         let payload = request.trigger(binding).ok_or(EnvelopeError::MissingTrigger(binding))?;
-        let object =
-            payload.as_object().ok_or_else(|| EnvelopeError::NotAnObject { binding, found: kind_of(payload) })?;
+        let object = payload
+            .as_object()
+            .ok_or_else(|| EnvelopeError::NotAnObject { binding, found: kind_of(payload).to_owned() })?;
         let field = |name: &str| object.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v);
         let string = |v: &Value| match v {
             Value::String(s) => s.clone(),

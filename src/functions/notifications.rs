@@ -47,18 +47,7 @@ fn parse_message(request: &InvocationRequest) -> Result<QueuedNotification, Stri
         Value::Object(_) => {
             serde_json::from_value(payload.clone()).map_err(|e| format!("not a queued notification: {e}"))
         }
-        other => Err(format!("Data.message is {}, not a queued notification", kind(other))),
-    }
-}
-
-fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
+        other => Err(format!("Data.message is {}, not a queued notification", super::envelope::kind_of(other))),
     }
 }
 
@@ -148,13 +137,8 @@ pub async fn handle(
         )
         .await;
     response.logs.extend(report.summary_lines());
-    response.return_value = json!({
-        "runId": report.run_id,
-        "outcome": report.outcome.label(),
-        "counts": report.totals(),
-        "logBlob": report.log_location.clone(),
-        "scope": report.scope,
-    });
+    response.return_value = report.return_value();
+    response.return_value["scope"] = json!(report.scope);
     match &report.outcome {
         RunOutcome::Failed { reason } => retry(response, attempt, reason.clone()),
         _ => (StatusCode::OK, response),

@@ -1,7 +1,6 @@
 //! `function-cert-sync`: the timer-triggered full sync of every pair, then the upkeep of the Graph subscriptions.
 
 use axum::http::StatusCode;
-use serde_json::json;
 
 use super::envelope::{InvocationRequest, InvocationResponse, TimerInfo};
 use super::routes::AppState;
@@ -40,12 +39,7 @@ pub async fn handle(
         })
         .await;
     response.logs.extend(report.summary_lines());
-    response.return_value = json!({
-        "runId": report.run_id,
-        "outcome": report.outcome.label(),
-        "counts": report.totals(),
-        "logBlob": report.log_location.clone(),
-    });
+    response.return_value = report.return_value();
     // Users that failed individually are in the report; only a run that could not do its job fails the invocation,
     // so the host's failure count (and alerts on it) mean something.
     let status = match report.outcome {

@@ -227,6 +227,16 @@ impl RunReport {
         &self.totals
     }
 
+    /// The invocation's `ReturnValue`: what a host-side caller needs to find the run and its log.
+    pub fn return_value(&self) -> serde_json::Value {
+        serde_json::json!({
+            "runId": self.run_id,
+            "outcome": self.outcome.label(),
+            "counts": self.totals,
+            "logBlob": self.log_location,
+        })
+    }
+
     /// A few lines for the Functions invocation log.
     pub fn summary_lines(&self) -> Vec<String> {
         let mut lines = vec![format!(
