@@ -14,6 +14,7 @@ use url::Url;
 use crate::domain::{GroupId, TenantId};
 use crate::graph::{CloudEndpoints, TenantCredential};
 use crate::storage::StorageConnection;
+use crate::sync::issued::{CertificateSource, KnownIssuer, SerialOrder, Sha1Reading};
 use crate::sync::{MatchKey, Template};
 
 /// One problem with one setting.
@@ -53,6 +54,17 @@ pub struct PairSettings {
     pub name: String,
     pub source_groups: Vec<GroupId>,
     pub target_groups: Vec<GroupId>,
+    /// Where the certificates Intune issued to this pair's Tenant A users are read (`CERTIFICATE_SOURCE`), if any.
+    pub certificate_source: Option<CertificateSource>,
+}
+
+/// How issued certificates become values (issue 7; docs in [`crate::sync::issued`]).
+#[derive(Debug, Clone, Default)]
+pub struct CertificateSettings {
+    pub serial_order: SerialOrder,
+    pub sha1_reading: Sha1Reading,
+    /// The CAs the connector source's issuer names are matched against (`CERTIFICATE_ISSUER_CERTIFICATES`).
+    pub connector_issuers: Vec<KnownIssuer>,
 }
 
 /// Guard against an accidental mass removal, like Entra Connect's accidental-delete prevention.
@@ -79,6 +91,14 @@ pub struct SyncSettings {
     pub dry_run: bool,
     pub removal_threshold: RemovalThreshold,
     pub allow_mass_removal: bool,
+    pub certificates: CertificateSettings,
+}
+
+impl SyncSettings {
+    /// The certificate sources some pair reads, each once.
+    pub fn certificate_sources(&self) -> std::collections::BTreeSet<CertificateSource> {
+        self.pairs.iter().filter_map(|p| p.certificate_source).collect()
+    }
 }
 
 /// Where the audit logs and the state (ledger, lease) live.
@@ -217,6 +237,10 @@ pub mod names {
     pub const MATCH_ON: &str = "MATCH_ON";
     pub const CERTIFICATE_USER_ID_TEMPLATES: &str = "CERTIFICATE_USER_ID_TEMPLATES";
     pub const TRANSITIVE_MEMBERSHIP: &str = "TRANSITIVE_MEMBERSHIP";
+    pub const CERTIFICATE_SOURCE: &str = "CERTIFICATE_SOURCE";
+    pub const CERTIFICATE_SERIAL_ORDER: &str = "CERTIFICATE_SERIAL_ORDER";
+    pub const CERTIFICATE_SHA1_PUKEY: &str = "CERTIFICATE_SHA1_PUKEY";
+    pub const CERTIFICATE_ISSUER_CERTIFICATES: &str = "CERTIFICATE_ISSUER_CERTIFICATES";
     pub const DRY_RUN: &str = "DRY_RUN";
     pub const REMOVAL_THRESHOLD_USERS: &str = "REMOVAL_THRESHOLD_USERS";
     pub const REMOVAL_THRESHOLD_PERCENT: &str = "REMOVAL_THRESHOLD_PERCENT";
@@ -370,6 +394,90 @@ enum Side {
     B,
 }
 
+/// `CERTIFICATE_SOURCE` as read: one source for every pair, or `pair-N=source` entries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum SourceChoice {
+    Every(Option<CertificateSource>),
+    PerPair(Vec<(String, Option<CertificateSource>)>),
+}
+
+/// Reads `CERTIFICATE_SOURCE`, `CERTIFICATE_SERIAL_ORDER`, `CERTIFICATE_SHA1_PUKEY` and
+/// `CERTIFICATE_ISSUER_CERTIFICATES`; `None` when one of them has a problem (already recorded).
+fn read_certificate_settings(r: &mut Reader<'_>) -> Option<(SourceChoice, CertificateSettings)> {
+    use names::*;
+    let value = r.optional(CERTIFICATE_SOURCE).unwrap_or_default();
+    let choice = r.parsed(CERTIFICATE_SOURCE, Some(value), |v| {
+        if !v.contains('=') {
+            return CertificateSource::parse(v).map(SourceChoice::Every);
+        }
+        v.split(';')
+            .map(str::trim)
+            .filter(|entry| !entry.is_empty())
+            .map(|entry| {
+                let (pair, source) = entry
+                    .split_once('=')
+                    .ok_or_else(|| format!("{entry:?} must look like pair-1=cloud-pki (or one source for every pair)"))?;
+                Ok((pair.trim().to_owned(), CertificateSource::parse(source)?))
+            })
+            .collect::<Result<Vec<_>, String>>()
+            .map(SourceChoice::PerPair)
+    });
+    let order_value = r.optional(CERTIFICATE_SERIAL_ORDER);
+    let serial_order = r
+        .parsed(CERTIFICATE_SERIAL_ORDER, order_value, |v| {
+            SerialOrder::parse(v).ok_or_else(|| format!("must be {}, not {v:?}", SerialOrder::CHOICES))
+        })
+        .unwrap_or_default();
+    let sha1_value = r.optional(CERTIFICATE_SHA1_PUKEY);
+    let sha1_reading = r
+        .parsed(CERTIFICATE_SHA1_PUKEY, sha1_value, |v| match Sha1Reading::parse(v) {
+            Some(Sha1Reading::PublicKey) => Err(
+                "public-key cannot be used: Intune's certificate records (Cloud PKI leaf certificates, connector \
+                 certificate states) carry the thumbprint but not the public key. Use thumbprint, or compute a \
+                 public-key value for one certificate with `certsync certificate-ids <file>`"
+                    .to_owned(),
+            ),
+            Some(reading) => Ok(reading),
+            None => Err(format!("must be {}, not {v:?}", Sha1Reading::CHOICES)),
+        })
+        .unwrap_or_default();
+    let issuers_path = r.optional(CERTIFICATE_ISSUER_CERTIFICATES);
+    let connector_issuers = r
+        .parsed(CERTIFICATE_ISSUER_CERTIFICATES, issuers_path, |path| {
+            let text = std::fs::read(path).map_err(|e| format!("cannot read {path:?}: {e}"))?;
+            let blocks = pem::parse_many(&text).map_err(|e| format!("{path:?} is not PEM: {e}"))?;
+            let issuers = blocks
+                .iter()
+                .filter(|b| b.tag() == "CERTIFICATE")
+                .map(|b| KnownIssuer::from_certificate(b.contents()).map_err(|e| format!("{path:?}: {e}")))
+                .collect::<Result<Vec<_>, _>>()?;
+            if issuers.is_empty() {
+                return Err(format!("{path:?} holds no PEM certificate"));
+            }
+            Ok(issuers)
+        })
+        .unwrap_or_default();
+    Some((choice?, CertificateSettings { serial_order, sha1_reading, connector_issuers }))
+}
+
+/// Gives each pair its certificate source; an entry naming no pair is an error (a typo would silently bind nothing).
+fn assign_sources(pairs: &mut [PairSettings], choice: &SourceChoice) -> Result<(), String> {
+    match choice {
+        SourceChoice::Every(source) => pairs.iter_mut().for_each(|p| p.certificate_source = *source),
+        SourceChoice::PerPair(entries) => {
+            for (name, source) in entries {
+                let count = pairs.len();
+                let pair = pairs
+                    .iter_mut()
+                    .find(|p| &p.name == name)
+                    .ok_or_else(|| format!("names {name:?}, but SYNC_PAIRS has pair-1 to pair-{count}"))?;
+                pair.certificate_source = *source;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Parses `SYNC_PAIRS`: `<A group>[,<A group>…]-><B group>[,<B group>…]`, pairs separated by `;`.
 pub fn parse_pairs(value: &str) -> Result<Vec<PairSettings>, String> {
     let mut pairs = Vec::new();
@@ -391,7 +499,7 @@ pub fn parse_pairs(value: &str) -> Result<Vec<PairSettings>, String> {
             Ok(groups)
         };
         let (source_groups, target_groups) = (groups(sources, "Tenant A")?, groups(targets, "Tenant B")?);
-        pairs.push(PairSettings { name, source_groups, target_groups });
+        pairs.push(PairSettings { name, source_groups, target_groups, certificate_source: None });
     }
     if pairs.is_empty() {
         return Err("names no pair; expected <Tenant A group id>-><Tenant B group id>[;…]".to_owned());
@@ -542,6 +650,45 @@ impl Settings {
             }
             Ok(templates)
         });
+        let certificates = read_certificate_settings(&mut r);
+        let mut pairs = pairs;
+        if let (Some(pairs), Some((sources, _))) = (pairs.as_mut(), certificates.as_ref()) {
+            match assign_sources(pairs, sources) {
+                Ok(()) => {}
+                Err(problem) => r.problem(CERTIFICATE_SOURCE, problem),
+            }
+        }
+        if let (Some(pairs), Some(templates)) = (pairs.as_ref(), templates.as_ref()) {
+            let per_certificate = templates.iter().filter(|t| t.is_per_certificate()).map(|t| t.to_string());
+            let per_certificate: Vec<String> = per_certificate.collect();
+            let with_source = pairs.iter().any(|p| p.certificate_source.is_some());
+            if !per_certificate.is_empty() && !with_source {
+                r.problem(
+                    CERTIFICATE_USER_ID_TEMPLATES,
+                    format!(
+                        "{} read issued certificates, but no pair has a CERTIFICATE_SOURCE (cloud-pki or intune-connector)",
+                        per_certificate.join(", ")
+                    ),
+                );
+            }
+            if per_certificate.is_empty() && with_source {
+                r.problem(
+                    CERTIFICATE_SOURCE,
+                    "is set, but no template reads a certificate: add issuer-serial or sha1-public-key to \
+                     CERTIFICATE_USER_ID_TEMPLATES, or leave CERTIFICATE_SOURCE unset",
+                );
+            }
+            if pairs.iter().any(|p| p.certificate_source == Some(CertificateSource::IntuneConnector))
+                && certificates.as_ref().is_some_and(|(_, c)| c.connector_issuers.is_empty())
+            {
+                r.problem(
+                    CERTIFICATE_ISSUER_CERTIFICATES,
+                    "is required with the intune-connector source: a PEM file with the certificates of the CAs that \
+                     issue through the connector (their names in Intune's records are display strings of \
+                     undocumented order, so the encoded DN is taken from the CA certificate)",
+                );
+            }
+        }
         let transitive_membership = r.bool(TRANSITIVE_MEMBERSHIP, false);
         let dry_run = r.bool(DRY_RUN, false);
         let allow_mass_removal = r.bool(ALLOW_MASS_REMOVAL, false);
@@ -610,6 +757,7 @@ impl Settings {
                 dry_run,
                 removal_threshold: RemovalThreshold { max_users, max_percent },
                 allow_mass_removal,
+                certificates: certificates.map(|(_, c)| c).ok_or_else(missing)?,
             },
             storage: storage.ok_or_else(missing)?,
             webhook,

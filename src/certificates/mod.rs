@@ -23,7 +23,7 @@ mod dn;
 mod error;
 mod input;
 mod render;
-mod serial;
+pub(crate) mod serial;
 
 use std::io::Read;
 use std::path::Path;
@@ -117,17 +117,27 @@ pub fn run_cli(path: &Path, json: bool) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// The subject DN of a certificate (PEM or DER) as certificateUserIds spell an issuer: what a CA certificate gives
+/// the `X509:<I>…` part of the values of the certificates it issued.
+pub(crate) fn subject_dn(bytes: &[u8]) -> Result<String, CertificateError> {
+    let decoded = input::decode(bytes)?;
+    let (_, cert) = parse_der(&decoded.der)?;
+    Ok(dn::render(cert.subject()).text)
+}
+
+fn parse_der(der: &[u8]) -> Result<(&[u8], X509Certificate<'_>), CertificateError> {
+    match X509Certificate::from_der(der) {
+        Ok(parsed) => Ok(parsed),
+        Err(x509_parser::nom::Err::Incomplete(_)) => Err(CertificateError::TruncatedDer),
+        Err(x509_parser::nom::Err::Error(e) | x509_parser::nom::Err::Failure(e)) => Err(CertificateError::CorruptDer(e)),
+    }
+}
+
 /// Computes every value from PEM or DER bytes.
 pub fn compute(bytes: &[u8]) -> Result<CertificateIds, CertificateError> {
     let decoded = input::decode(bytes)?;
     let mut notes = decoded.notes;
-    let (rest, cert) = match X509Certificate::from_der(&decoded.der) {
-        Ok(parsed) => parsed,
-        Err(x509_parser::nom::Err::Incomplete(_)) => return Err(CertificateError::TruncatedDer),
-        Err(x509_parser::nom::Err::Error(e) | x509_parser::nom::Err::Failure(e)) => {
-            return Err(CertificateError::CorruptDer(e));
-        }
-    };
+    let (rest, cert) = parse_der(&decoded.der)?;
     if !rest.is_empty() {
         notes.push(format!("{} byte(s) after the certificate were ignored.", rest.len()));
     }

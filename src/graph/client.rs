@@ -374,14 +374,7 @@ impl GraphClient {
 
     /// `{root}{path}?{query}` with query values percent-encoded.
     pub(super) fn url(&self, path: &str, query: &[(&str, &str)]) -> Result<Url, GraphError> {
-        let mut text = format!("{}{path}", self.inner.root);
-        for (index, (name, value)) in query.iter().enumerate() {
-            text.push(if index == 0 { '?' } else { '&' });
-            text.push_str(name);
-            text.push('=');
-            text.push_str(&encode(value));
-        }
-        Url::parse(&text).map_err(|error| GraphError::Configuration(format!("bad request URL {text}: {error}")))
+        with_query(format!("{}{path}", self.inner.root), query)
     }
 
     /// Follows `@odata.nextLink` (absolute, used as-is [group-list-members]) and returns every `value` item.
@@ -413,17 +406,31 @@ impl GraphClient {
         Ok(items)
     }
 
+    /// Whether `url` is on the Graph host this client was given (the only place its token is sent).
+    fn is_graph_host(&self, url: &Url) -> bool {
+        let base = &self.inner.base;
+        url.scheme() == base.scheme()
+            && url.host_str() == base.host_str()
+            && url.port_or_known_default() == base.port_or_known_default()
+    }
+
+    /// `{graph root}beta/{path}?{query}`: only [`super::intune_beta`] calls beta.
+    pub(super) fn beta_url(&self, path: &str, query: &[(&str, &str)]) -> Result<Url, GraphError> {
+        let beta = self
+            .inner
+            .base
+            .join("beta/")
+            .map_err(|error| GraphError::Configuration(format!("bad Graph endpoint: {error}")))?;
+        with_query(format!("{beta}{path}"), query)
+    }
+
     /// A nextLink is followed only on the Graph host this client was given: it carries this tenant's token.
     pub(super) fn next_link(&self, operation: &'static str, link: &str) -> Result<Url, GraphError> {
         let url = Url::parse(link).map_err(|error| GraphError::Decode {
             operation,
             detail: format!("@odata.nextLink {link:?} is not an absolute URL: {error}"),
         })?;
-        let base = &self.inner.base;
-        if url.scheme() != base.scheme()
-            || url.host_str() != base.host_str()
-            || url.port_or_known_default() != base.port_or_known_default()
-        {
+        if !self.is_graph_host(&url) {
             return Err(GraphError::Decode {
                 operation,
                 detail: format!("@odata.nextLink leaves the Graph endpoint ({link}); not sending the token there"),
@@ -515,12 +522,14 @@ impl GraphClient {
     async fn attempt(&self, request: &GraphRequest) -> Result<GraphResponse, AttemptError> {
         let inner = &self.inner;
         let _permit = inner.permits.acquire().await.expect("the semaphore is never closed");
-        let token = self.token().await.map_err(AttemptError::Fatal)?;
-        let mut builder = inner
-            .http
-            .request(request.method.clone(), request.url.clone())
-            .bearer_auth(token.secret())
-            .header(reqwest::header::ACCEPT, "application/json");
+        // The token goes to this client's Graph host only (a CA certificate is downloaded from a public URL).
+        let on_graph = self.is_graph_host(&request.url);
+        let mut builder =
+            inner.http.request(request.method.clone(), request.url.clone()).header(reqwest::header::ACCEPT, "application/json");
+        if on_graph {
+            let token = self.token().await.map_err(AttemptError::Fatal)?;
+            builder = builder.bearer_auth(token.secret());
+        }
         if request.eventual {
             builder = builder.header("ConsistencyLevel", "eventual");
         }
@@ -531,6 +540,10 @@ impl GraphClient {
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         self.observe_throttle_headers(headers.iter().map(|(name, value)| (name.as_str(), value.to_str().ok())));
+        if !on_graph {
+            let body = response.bytes().await.map_err(AttemptError::Transport)?.to_vec();
+            return Ok(GraphResponse { status, headers, body });
+        }
         if let Some(date) = headers.get(reqwest::header::DATE).and_then(|v| v.to_str().ok()).and_then(parse_http_date) {
             let offset = (date - OffsetDateTime::now_utc()).whole_milliseconds();
             inner.clock_offset_ms.store(i64::try_from(offset).unwrap_or_default(), Ordering::Relaxed);
@@ -576,6 +589,17 @@ impl GraphClient {
             self.inner.metrics.record_throttle_headers(limit_percentage, resource_unit);
         }
     }
+}
+
+/// `text` (a URL without query) with `query` values percent-encoded.
+fn with_query(mut text: String, query: &[(&str, &str)]) -> Result<Url, GraphError> {
+    for (index, (name, value)) in query.iter().enumerate() {
+        text.push(if index == 0 { '?' } else { '&' });
+        text.push_str(name);
+        text.push('=');
+        text.push_str(&encode(value));
+    }
+    Url::parse(&text).map_err(|error| GraphError::Configuration(format!("bad request URL {text}: {error}")))
 }
 
 fn header(headers: &HeaderMap, name: &str) -> Option<String> {

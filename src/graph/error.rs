@@ -23,6 +23,10 @@ pub mod operation {
     pub const RENEW_SUBSCRIPTION: &str = "renew subscription";
     pub const REAUTHORIZE_SUBSCRIPTION: &str = "reauthorize subscription";
     pub const DELETE_SUBSCRIPTION: &str = "delete subscription";
+    pub const LIST_CLOUD_CAS: &str = "list Cloud PKI certification authorities (beta)";
+    pub const LIST_LEAF_CERTIFICATES: &str = "list Cloud PKI leaf certificates (beta)";
+    pub const LIST_CERTIFICATE_STATES: &str = "list managed device certificate states (beta)";
+    pub const DOWNLOAD_CA_CERTIFICATE: &str = "download a CA certificate";
 }
 
 const HINT_WRITE_FORBIDDEN: &str = "the app needs the Microsoft Graph application permission User.ReadWrite.All in this \
@@ -30,6 +34,10 @@ const HINT_WRITE_FORBIDDEN: &str = "the app needs the Microsoft Graph applicatio
      for the app";
 const HINT_MEMBERS_FORBIDDEN: &str = "the app needs the Microsoft Graph application permission GroupMember.Read.All in \
      this tenant (and Member.Read.Hidden for groups with hidden membership)";
+const HINT_CLOUD_CA_FORBIDDEN: &str = "reading Intune Cloud PKI CAs needs the Microsoft Graph application permission \
+     DeviceManagementCloudCA.Read.All in Tenant A (and an Intune licence); or set CERTIFICATE_SOURCE to another source";
+const HINT_INTUNE_CERTIFICATES_FORBIDDEN: &str = "reading the certificates Intune issued needs the Microsoft Graph \
+     application permission DeviceManagementConfiguration.Read.All in Tenant A (and an Intune licence)";
 const HINT_USERS_FORBIDDEN: &str =
     "the app needs the Microsoft Graph application permission User.Read.All (or User.ReadWrite.All) in this tenant";
 const HINT_SYNCED_USER: &str = "this user is synchronized from on-premises: certificateUserIds can only be set through \
@@ -272,6 +280,8 @@ fn hint_for(operation: &'static str, status: u16, code: &str, message: &str) -> 
         (403, LIST_GROUP_MEMBERS | COUNT_GROUP_MEMBERS) => Some(HINT_MEMBERS_FORBIDDEN),
         (403, READ_USERS | FIND_CERTIFICATE_USER_ID_HOLDERS) => Some(HINT_USERS_FORBIDDEN),
         (403, GROUP_DELTA) => Some(HINT_MEMBERS_FORBIDDEN),
+        (403, LIST_CLOUD_CAS) => Some(HINT_CLOUD_CA_FORBIDDEN),
+        (403, LIST_LEAF_CERTIFICATES | LIST_CERTIFICATE_STATES) => Some(HINT_INTUNE_CERTIFICATES_FORBIDDEN),
         (
             403,
             CREATE_SUBSCRIPTION

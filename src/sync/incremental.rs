@@ -147,6 +147,8 @@ mod tests {
             departed_targets: vec![],
             deleted_targets: vec![],
             ledger: LedgerState::Loaded(Ledger::new()),
+            issued: Default::default(),
+            observed_at: time::OffsetDateTime::now_utc(),
         }
     }
 
@@ -158,6 +160,7 @@ mod tests {
                 templates: vec![Template::parse("subject-cn").unwrap()],
                 removal_threshold: RemovalThreshold { max_users: 500, max_percent: 20.0 },
                 allow_mass_removal: false,
+                serial_order: Default::default(),
             },
         )
     }

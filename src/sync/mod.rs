@@ -7,6 +7,7 @@
 
 pub mod apply;
 pub mod incremental;
+pub mod issued;
 pub mod ledger;
 pub mod matching;
 pub mod observe;
@@ -420,6 +421,7 @@ impl SyncService {
                     return;
                 }
             };
+        report.notes.extend(observed.issued.values().flat_map(|issued| issued.notes.iter().cloned()));
         let sync = &self.settings.sync;
         let plan = plan::plan(
             &observed,
@@ -428,6 +430,7 @@ impl SyncService {
                 templates: sync.templates.clone(),
                 removal_threshold: sync.removal_threshold,
                 allow_mass_removal: request.allow_mass_removal || sync.allow_mass_removal,
+                serial_order: sync.certificates.serial_order,
             },
         );
         let plan = match restrict_to {

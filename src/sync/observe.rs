@@ -4,11 +4,15 @@
 //! only the ledger users that are in no Tenant B group any more. A run where nothing changed therefore costs the
 //! member pages and a constant, however many users there are. Any failed membership read fails the run: planning on
 //! a partial member list would look like users leaving, and remove their values.
+//!
+//! Pairs with a certificate source also read the certificates Intune issued in Tenant A (each source once per run,
+//! concurrently with the member pages; [`super::issued`]); a failed read fails the run for the same reason.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use futures::future::try_join_all;
 
+use super::issued::{self, CertificateSource, IssuedCertificates, IssuedError};
 use super::ledger::LedgerState;
 use super::plan::{Observed, ObservedPair};
 use super::template::Attribute;
@@ -25,6 +29,8 @@ pub enum ObserveError {
         #[source]
         source: GraphError,
     },
+    #[error(transparent)]
+    Certificates(#[from] IssuedError),
     #[error("re-reading {count} Tenant B users that left every group failed, so nothing was written: {source}")]
     Departed {
         count: usize,
@@ -121,9 +127,10 @@ pub async fn observe_scoped(
     let (source_select, target_select) = selects(settings);
     let source_groups: BTreeSet<&GroupId> = settings.pairs.iter().flat_map(|p| &p.source_groups).collect();
     let target_groups: BTreeSet<&GroupId> = settings.pairs.iter().flat_map(|p| &p.target_groups).collect();
-    let (source_members, target_members) = futures::try_join!(
+    let (source_members, target_members, issued) = futures::try_join!(
         read_groups(source, 'A', &source_groups, scope, &source_select),
         read_groups(target, 'B', &target_groups, scope, &target_select),
+        read_certificates(settings, source),
     )?;
 
     let mut pairs = Vec::with_capacity(settings.pairs.len());
@@ -138,6 +145,7 @@ pub async fn observe_scoped(
             target_users,
             source_non_user_members,
             target_non_user_members,
+            certificate_source: pair.certificate_source,
         });
     }
 
@@ -170,5 +178,17 @@ pub async fn observe_scoped(
             }
         }
     }
-    Ok(Observed { pairs, departed_targets, deleted_targets, ledger })
+    let observed_at = source.graph_now();
+    Ok(Observed { pairs, departed_targets, deleted_targets, ledger, issued, observed_at })
+}
+
+async fn read_certificates(
+    settings: &SyncSettings,
+    client: &GraphClient,
+) -> Result<BTreeMap<CertificateSource, IssuedCertificates>, ObserveError> {
+    let issuers = &settings.certificates.connector_issuers;
+    let reads = settings.certificate_sources().into_iter().map(|kind| async move {
+        issued::read(client, kind, issuers).await.map(|certificates| (kind, certificates))
+    });
+    Ok(try_join_all(reads).await?.into_iter().collect())
 }

@@ -6,10 +6,12 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::Serialize;
+use time::OffsetDateTime;
 
+use super::issued::{CertificateSource, IssuedCertificate, IssuedCertificates, SerialOrder};
 use super::ledger::{Ledger, LedgerState};
 use super::matching::{Ambiguity, MatchKey, Side, UserRef, match_users};
-use super::template::Template;
+use super::template::{CertificateFields, Template};
 use crate::config::RemovalThreshold;
 use crate::domain::{MAX_VALUES_PER_USER, UserId};
 use crate::graph::DirectoryUser;
@@ -24,6 +26,8 @@ pub struct ObservedPair {
     pub target_users: Vec<DirectoryUser>,
     pub source_non_user_members: u64,
     pub target_non_user_members: u64,
+    /// Where the certificates of this pair's Tenant A users come from (templates reading a certificate need it).
+    pub certificate_source: Option<CertificateSource>,
 }
 
 /// Everything the planner looks at.
@@ -35,6 +39,10 @@ pub struct Observed {
     /// Ledger users Graph no longer knows (deleted): their ledger entries are dropped.
     pub deleted_targets: Vec<UserId>,
     pub ledger: LedgerState,
+    /// The certificates of every source a pair reads.
+    pub issued: BTreeMap<CertificateSource, IssuedCertificates>,
+    /// When this was observed (Graph's clock): a certificate counts when it is valid at this instant.
+    pub observed_at: OffsetDateTime,
 }
 
 /// What the planner needs from the settings.
@@ -44,6 +52,8 @@ pub struct PlanSettings {
     pub templates: Vec<Template>,
     pub removal_threshold: RemovalThreshold,
     pub allow_mass_removal: bool,
+    /// Byte order of `{serial}` in templates.
+    pub serial_order: SerialOrder,
 }
 
 /// One user's change: the plan states the exact list to write.
@@ -187,8 +197,49 @@ pub fn merge(current: &[String], add: &[String], remove: &[String]) -> Vec<Strin
 struct Desire<'a> {
     user: Option<&'a DirectoryUser>,
     values: Vec<String>,
-    held: bool,
+    /// Values from issued certificates, fitted into the 10-value limit newest first (see [`fit_certificate_values`]).
+    certificate_values: Vec<CertificateValue<'a>>,
+    /// Why this user is left exactly as it is, if it is.
+    held: Option<String>,
     missing: Vec<String>,
+    /// Certificate values that did not fit, described for the report.
+    overflow: Vec<String>,
+}
+
+struct CertificateValue<'a> {
+    value: String,
+    certificate: &'a IssuedCertificate,
+}
+
+const HELD_AMBIGUOUS: &str = "its match is ambiguous (see the pair's ambiguous keys): left unchanged";
+
+/// Values a user's certificates give that fit beside the values that are not ours and the template values, newest
+/// certificate first; the rest is described in `desire.overflow`. Entra keeps at most 10 values per user
+/// [concept-certificate-based-authentication-certificateuserids], and the newest certificates are the ones in use.
+fn fit_certificate_values(desire: &mut Desire<'_>, owned: &[String]) {
+    let Some(user) = desire.user else { return };
+    let mut candidates = std::mem::take(&mut desire.certificate_values);
+    candidates.sort_by(|a, b| b.certificate.not_before.cmp(&a.certificate.not_before).then(a.value.cmp(&b.value)));
+    let mut seen = BTreeSet::new();
+    candidates.retain(|c| !desire.values.contains(&c.value) && seen.insert(c.value.clone()));
+    let foreign = user
+        .certificate_user_ids
+        .iter()
+        .filter(|v| !owned.contains(v) && !desire.values.contains(v) && !seen.contains(*v))
+        .count();
+    let room = MAX_VALUES_PER_USER.saturating_sub(foreign + desire.values.len());
+    if candidates.len() > room {
+        let left_out = candidates.split_off(room);
+        desire.overflow = left_out
+            .iter()
+            .map(|c| {
+                let device = c.certificate.device.as_deref().map(|d| format!(", device {d}")).unwrap_or_default();
+                let issued = c.certificate.not_before.date();
+                format!("{} (issued {issued}{device})", c.value)
+            })
+            .collect();
+    }
+    desire.values.extend(candidates.into_iter().map(|c| c.value));
 }
 
 pub fn plan(observed: &Observed, settings: &PlanSettings) -> Plan {
@@ -236,11 +287,40 @@ pub fn plan(observed: &Observed, settings: &PlanSettings) -> Plan {
             desires.entry(target.id.clone()).or_default().user = Some(target);
         }
         for target in &matching.held_targets {
-            desires.entry(target.id.clone()).or_default().held = true;
+            desires.entry(target.id.clone()).or_default().held = Some(HELD_AMBIGUOUS.to_owned());
         }
+        // A pair reading certificates whose source was not observed: its users are left alone rather than planned
+        // as if they had no certificate (which would remove every certificate value).
+        let issued = pair.certificate_source.map(|source| (source, observed.issued.get(&source)));
         for (source, target) in &matching.matched {
             let desire = desires.entry(target.id.clone()).or_default();
+            let certificates: Vec<&IssuedCertificate> = match issued {
+                Some((_, Some(issued))) => issued.of(source).filter(|c| c.is_valid_at(observed.observed_at)).collect(),
+                Some((kind, None)) => {
+                    desire.held = Some(format!("the {kind} certificates were not read in this run: left unchanged"));
+                    Vec::new()
+                }
+                None => Vec::new(),
+            };
             for template in &settings.templates {
+                if template.is_per_certificate() {
+                    for certificate in &certificates {
+                        let serial = certificate.serial_text(settings.serial_order);
+                        let thumbprint = certificate.thumbprint_text();
+                        let fields = CertificateFields {
+                            issuer: &certificate.issuer_dn,
+                            serial: &serial,
+                            sha1_public_key: &thumbprint,
+                        };
+                        match template.render_for_certificate(source, fields) {
+                            Ok(value) => {
+                                desire.certificate_values.push(CertificateValue { value: value.to_string(), certificate })
+                            }
+                            Err(reason) => desire.missing.push(format!("{reason} ({})", source.user_principal_name)),
+                        }
+                    }
+                    continue;
+                }
                 match template.render(source) {
                     Ok(value) => {
                         let value = value.to_string();
@@ -259,6 +339,9 @@ pub fn plan(observed: &Observed, settings: &PlanSettings) -> Plan {
     for departed in &observed.departed_targets {
         desires.entry(departed.id.clone()).or_default().user = Some(departed);
     }
+    for (id, desire) in desires.iter_mut() {
+        fit_certificate_values(desire, ledger.owned(id));
+    }
 
     // 2. Removals first, so the additions below know which values are being freed.
     let mut holders: HashMap<&str, &DirectoryUser> = HashMap::new();
@@ -275,7 +358,7 @@ pub fn plan(observed: &Observed, settings: &PlanSettings) -> Plan {
     let mut freed: BTreeSet<String> = BTreeSet::new();
     for (id, desire) in &desires {
         let Some(user) = desire.user else { continue };
-        if desire.held || !removals_allowed || user.on_premises_sync_enabled == Some(true) {
+        if desire.held.is_some() || !removals_allowed || user.on_premises_sync_enabled == Some(true) {
             continue;
         }
         let owned = ledger.owned(id);
@@ -331,14 +414,19 @@ pub fn plan(observed: &Observed, settings: &PlanSettings) -> Plan {
         let Some(user) = desire.user else { continue };
         let user_ref = UserRef::from(user);
         let skip = |reason: String| Skip { user: user_ref.clone(), side: Side::TenantB, reason };
-        if desire.held {
-            result
-                .skipped
-                .push(skip("its match is ambiguous (see the pair's ambiguous keys): left unchanged".to_owned()));
+        if let Some(reason) = &desire.held {
+            result.skipped.push(skip(reason.clone()));
             continue;
         }
         for missing in &desire.missing {
             result.skipped.push(skip(missing.clone()));
+        }
+        if !desire.overflow.is_empty() {
+            result.skipped.push(skip(format!(
+                "has more valid certificates than the limit of {MAX_VALUES_PER_USER} certificateUserIds values leaves \
+                 room for (values that are not ours and template values count too): the newest are bound; not bound: {}",
+                desire.overflow.join(", ")
+            )));
         }
         let current = &user.certificate_user_ids;
         let remove = removals.remove(id).unwrap_or_default();

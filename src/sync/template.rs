@@ -3,6 +3,9 @@
 //! A template is a documented value pattern with placeholders for the **source (Tenant A) user's** attributes, because
 //! the certificate is issued by Tenant A's Intune to that user: `{upn}`, `{localpart}` (the UPN before `@`, what Intune's
 //! `{{UserName}}` puts in a SCEP subject), `{mail}`, `{employeeId}`, `{samAccountName}`, `{ext:<property>}`.
+//! A template may also use the certificates Intune issued to that user (a pair with a certificate source, see
+//! [`super::issued`]): `{issuer}` (the issuing CA's DN), `{serial}` (in the configured byte order) and
+//! `{sha1PublicKey}` (the thumbprint). Such a template gives one value per usable certificate.
 //! Templates are checked at start-up against the seven patterns of
 //! concept-certificate-based-authentication-certificateuserids, so a typo fails the deployment, not a user.
 
@@ -40,6 +43,16 @@ pub const PRESETS: &[Preset] = &[
         template: "X509:<RFC822>{mail}",
         when: "certificates carry the user's e-mail address in the SAN RFC822 name",
     },
+    Preset {
+        name: "issuer-serial",
+        template: "X509:<I>{issuer}<SR>{serial}",
+        when: "high affinity: each certificate Intune issued to the user (needs CERTIFICATE_SOURCE); Microsoft's recommendation",
+    },
+    Preset {
+        name: "sha1-public-key",
+        template: "X509:<SHA1-PUKEY>{sha1PublicKey}",
+        when: "high affinity: each certificate Intune issued to the user, by thumbprint (needs CERTIFICATE_SOURCE)",
+    },
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -47,7 +60,7 @@ pub enum TemplateError {
     #[error("template {template:?} has an unclosed '{{'")]
     Unclosed { template: String },
     #[error(
-        "template {template:?} uses unknown placeholder {{{name}}}; known: {{upn}}, {{localpart}}, {{mail}}, {{employeeId}}, {{samAccountName}}, {{ext:<property>}}"
+        "template {template:?} uses unknown placeholder {{{name}}}; known: {{upn}}, {{localpart}}, {{mail}}, {{employeeId}}, {{samAccountName}}, {{ext:<property>}}, and from a certificate source {{issuer}}, {{serial}}, {{sha1PublicKey}}"
     )]
     UnknownPlaceholder { template: String, name: String },
     #[error("template {template:?} would not produce a valid value: {source}")]
@@ -62,6 +75,23 @@ pub enum TemplateError {
 enum Part {
     Literal(String),
     Attribute(Attribute),
+    Certificate(CertificateField),
+}
+
+/// A part of an issued certificate a template can read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CertificateField {
+    Issuer,
+    Serial,
+    Sha1PublicKey,
+}
+
+/// One certificate's fields, already spelled as the settings say.
+#[derive(Debug, Clone, Copy)]
+pub struct CertificateFields<'a> {
+    pub issuer: &'a str,
+    pub serial: &'a str,
+    pub sha1_public_key: &'a str,
 }
 
 /// A source-user attribute a template (or the matching key) can read.
@@ -148,6 +178,15 @@ impl Template {
             let close = after.find('}').ok_or_else(|| TemplateError::Unclosed { template: text.to_owned() })?;
             let name = &after[..close];
             let attribute = match name {
+                "issuer" | "serial" | "sha1PublicKey" => {
+                    parts.push(Part::Certificate(match name {
+                        "issuer" => CertificateField::Issuer,
+                        "serial" => CertificateField::Serial,
+                        _ => CertificateField::Sha1PublicKey,
+                    }));
+                    rest = &after[close + 1..];
+                    continue;
+                }
                 "upn" => Attribute::Upn,
                 "localpart" | "username" => Attribute::LocalPart,
                 "mail" => Attribute::Mail,
@@ -172,12 +211,19 @@ impl Template {
         let template = Self { source: text.to_owned(), parts };
         // Check the pattern with a plausible sample for every placeholder, so `X509:<SKI>{upn}` or a
         // lower-case prefix fails at start-up rather than on every user.
-        let sample = template.render_with(|attribute| {
-            Some(match attribute {
-                Attribute::Upn | Attribute::Mail => "sample@contoso.com",
-                _ => "sample",
-            })
-        });
+        let sample = template.render_with(
+            |attribute| {
+                Some(match attribute {
+                    Attribute::Upn | Attribute::Mail => "sample@contoso.com",
+                    _ => "sample",
+                })
+            },
+            Some(CertificateFields {
+                issuer: "CN=Sample CA",
+                serial: "0a1b",
+                sha1_public_key: "0102030405060708090A0B0C0D0E0F1011121314",
+            }),
+        );
         match sample {
             Ok(_) => Ok(template),
             Err(RenderError::Invalid { source, .. }) => {
@@ -193,21 +239,42 @@ impl Template {
 
     /// The binding this template produces (its prefix is fixed, so every value has the same binding).
     pub fn binding(&self) -> Option<Binding> {
-        self.render_with(|_| Some("0")).ok().map(|v| v.binding())
+        let zeros = "0000000000000000000000000000000000000000";
+        let fields = CertificateFields { issuer: "CN=0", serial: "00", sha1_public_key: zeros };
+        self.render_with(|_| Some("0"), Some(fields)).ok().map(|v| v.binding())
     }
 
     pub fn attributes(&self) -> impl Iterator<Item = &Attribute> {
         self.parts.iter().filter_map(|p| match p {
             Part::Attribute(a) => Some(a),
-            Part::Literal(_) => None,
+            Part::Literal(_) | Part::Certificate(_) => None,
         })
     }
 
-    pub fn render(&self, user: &DirectoryUser) -> Result<CertificateUserId, RenderError> {
-        self.render_with(|attribute| attribute.read(user))
+    /// Whether this template reads an issued certificate (and so gives one value per certificate).
+    pub fn is_per_certificate(&self) -> bool {
+        self.parts.iter().any(|p| matches!(p, Part::Certificate(_)))
     }
 
-    fn render_with<'a>(&self, read: impl Fn(&Attribute) -> Option<&'a str>) -> Result<CertificateUserId, RenderError> {
+    /// The value for `user`. A per-certificate template needs [`Self::render_for_certificate`].
+    pub fn render(&self, user: &DirectoryUser) -> Result<CertificateUserId, RenderError> {
+        self.render_with(|attribute| attribute.read(user), None)
+    }
+
+    /// The value for one certificate issued to `user`.
+    pub fn render_for_certificate(
+        &self,
+        user: &DirectoryUser,
+        certificate: CertificateFields<'_>,
+    ) -> Result<CertificateUserId, RenderError> {
+        self.render_with(|attribute| attribute.read(user), Some(certificate))
+    }
+
+    fn render_with<'a>(
+        &self,
+        read: impl Fn(&Attribute) -> Option<&'a str>,
+        certificate: Option<CertificateFields<'_>>,
+    ) -> Result<CertificateUserId, RenderError> {
         let mut value = String::new();
         for part in &self.parts {
             match part {
@@ -215,6 +282,17 @@ impl Template {
                 Part::Attribute(attribute) => value.push_str(read(attribute).ok_or_else(|| {
                     RenderError::MissingAttribute { template: self.source.clone(), attribute: attribute.to_string() }
                 })?),
+                Part::Certificate(field) => {
+                    let fields = certificate.ok_or_else(|| RenderError::MissingAttribute {
+                        template: self.source.clone(),
+                        attribute: "issued certificate".to_owned(),
+                    })?;
+                    value.push_str(match field {
+                        CertificateField::Issuer => fields.issuer,
+                        CertificateField::Serial => fields.serial,
+                        CertificateField::Sha1PublicKey => fields.sha1_public_key,
+                    });
+                }
             }
         }
         CertificateUserId::parse(&value)

@@ -11,6 +11,7 @@ fn settings(templates: &[&str]) -> PlanSettings {
         templates: templates.iter().map(|t| Template::parse(t).unwrap()).collect(),
         removal_threshold: RemovalThreshold { max_users: 500, max_percent: 20.0 },
         allow_mass_removal: false,
+        serial_order: SerialOrder::Reversed,
     }
 }
 
@@ -25,6 +26,8 @@ fn observed(sources: Vec<DirectoryUser>, targets: Vec<DirectoryUser>, ledger: Le
         departed_targets: vec![],
         deleted_targets: vec![],
         ledger,
+        issued: BTreeMap::new(),
+        observed_at: OffsetDateTime::now_utc(),
     }
 }
 
@@ -34,6 +37,180 @@ fn ledger_with(entries: &[(&DirectoryUser, &[&str])]) -> LedgerState {
         ledger.set(user.id.clone(), values.iter().map(|v| v.to_string()).collect());
     }
     LedgerState::Loaded(ledger)
+}
+
+mod certificates {
+    //! Values from the certificates Intune issued (issue 7): the planner side.
+    use time::macros::datetime;
+
+    use super::*;
+    use crate::graph::{CloudCertificationAuthority, LeafCertificateRecord};
+    use crate::sync::issued;
+
+    const ISSUER: &str = "DC=com,DC=contoso,CN=Contoso Issuing CA";
+
+    /// Leaf records of one CA: (serial, issued in month n of 2026, status, valid until).
+    fn issued_to(user: &DirectoryUser, certificates: &[(&str, u8, &str)], until: OffsetDateTime) -> IssuedCertificates {
+        let ca = CloudCertificationAuthority {
+            id: "ca".into(),
+            display_name: None,
+            subject_name: None,
+            certificate_download_url: None,
+        };
+        let leaves = certificates
+            .iter()
+            .map(|(serial, month, status)| LeafCertificateRecord {
+                id: format!("leaf-{serial}"),
+                serial_number: Some((*serial).into()),
+                thumbprint: Some(format!("{serial:0>40}")),
+                user_id: Some(user.id.to_string()),
+                user_principal_name: None,
+                device_name: Some(format!("device-{serial}")),
+                certificate_status: Some((*status).into()),
+                validity_start_date_time: Some(
+                    datetime!(2026-01-01 0:00 UTC) + time::Duration::days(i64::from(*month) * 25),
+                ),
+                validity_end_date_time: Some(until),
+            })
+            .collect();
+        issued::from_cloud_pki(&[(ca, Some(ISSUER.to_owned()))], &BTreeMap::from([("ca".to_owned(), leaves)]))
+    }
+
+    fn with_certificates(mut observed: Observed, issued: IssuedCertificates) -> Observed {
+        observed.pairs[0].certificate_source = Some(CertificateSource::CloudPki);
+        observed.issued.insert(CertificateSource::CloudPki, issued);
+        observed.observed_at = datetime!(2026-11-22 12:00 UTC);
+        observed
+    }
+
+    fn value(serial: &str) -> String {
+        // Serial "0n" reversed is itself: one byte.
+        format!("X509:<I>{ISSUER}<SR>{serial}")
+    }
+
+    #[test]
+    fn each_valid_certificate_becomes_an_issuer_and_serial_value() {
+        let (alice_a, alice_b) = (user("alice@a.example").build(), user("alice@b.example").build());
+        let issued = issued_to(&alice_a, &[("0102", 1, "active")], datetime!(2027-06-01 0:00 UTC));
+        let observed = with_certificates(observed(vec![alice_a], vec![alice_b.clone()], LedgerState::Missing), issued);
+        let plan = plan(&observed, &settings(&["issuer-serial", "sha1-public-key"]));
+        let expected_thumbprint = "X509:<SHA1-PUKEY>0000000000000000000000000000000000000102";
+        assert_eq!(plan.changes[0].after, [format!("X509:<I>{ISSUER}<SR>0201"), expected_thumbprint.to_owned()]);
+        let mut as_issued = settings(&["issuer-serial"]);
+        as_issued.serial_order = SerialOrder::AsIssued;
+        assert_eq!(plan_of(&observed, &as_issued).changes[0].after, [format!("X509:<I>{ISSUER}<SR>0102")]);
+        assert_eq!(plan.ledger_after.owned(&alice_b.id).len(), 2);
+    }
+
+    fn plan_of(observed: &Observed, settings: &PlanSettings) -> Plan {
+        plan(observed, settings)
+    }
+
+    #[test]
+    fn twelve_certificates_bind_the_ten_newest_and_report_the_two_oldest() {
+        let (alice_a, alice_b) = (user("alice@a.example").build(), user("alice@b.example").build());
+        let serials: Vec<String> = (1..=12).map(|n| format!("{n:02x}")).collect();
+        let certificates: Vec<(&str, u8, &str)> =
+            serials.iter().enumerate().map(|(i, s)| (s.as_str(), i as u8, "active")).collect();
+        let issued = issued_to(&alice_a, &certificates, datetime!(2027-06-01 0:00 UTC));
+        let observed = with_certificates(observed(vec![alice_a], vec![alice_b], LedgerState::Missing), issued);
+        let plan = plan(&observed, &settings(&["issuer-serial"]));
+        let after = &plan.changes[0].after;
+        assert_eq!(after.len(), 10);
+        assert!(!after.contains(&value("01")) && !after.contains(&value("02")), "{after:?}");
+        assert!(after.contains(&value("0c")));
+        let skip = plan.skipped.iter().find(|s| s.reason.contains("not bound")).expect("the overflow is reported");
+        assert!(skip.reason.contains(&value("01")) && skip.reason.contains(&value("02")), "{}", skip.reason);
+        assert!(skip.reason.contains("device-01"), "{}", skip.reason);
+    }
+
+    #[test]
+    fn a_newer_certificate_replaces_the_oldest_of_ours_when_the_user_is_full() {
+        let (alice_a, alice_b) = (user("alice@a.example").build(), user("alice@b.example").build());
+        let serials: Vec<String> = (1..=11).map(|n| format!("{n:02x}")).collect();
+        let first_ten: Vec<String> = serials[..10].iter().map(|s| value(s)).collect();
+        let alice_b = DirectoryUser { certificate_user_ids: first_ten.clone(), ..alice_b };
+        let refs: Vec<&str> = first_ten.iter().map(String::as_str).collect();
+        let ledger = ledger_with(&[(&alice_b, &refs)]);
+        let certificates: Vec<(&str, u8, &str)> =
+            serials.iter().enumerate().map(|(i, s)| (s.as_str(), i as u8, "active")).collect();
+        let issued = issued_to(&alice_a, &certificates, datetime!(2027-06-01 0:00 UTC));
+        let observed = with_certificates(observed(vec![alice_a], vec![alice_b], ledger), issued);
+        let plan = plan(&observed, &settings(&["issuer-serial"]));
+        assert_eq!(plan.changes[0].remove, [value("01")]);
+        assert_eq!(plan.changes[0].add, [value("0b")]);
+    }
+
+    #[test]
+    fn revoked_and_expired_certificates_lose_our_value_but_an_administrators_stays() {
+        let (alice_a, alice_b) = (user("alice@a.example").build(), user("alice@b.example").build());
+        let admins = format!("X509:<I>{ISSUER}<SR>ff00");
+        let alice_b = DirectoryUser { certificate_user_ids: vec![value("01"), value("02"), admins.clone()], ..alice_b };
+        let ledger = ledger_with(&[(&alice_b, &[value("01").as_str(), value("02").as_str()])]);
+        // 01 was revoked (no longer listed as active); 02 expired before now; 03 is new.
+        let mut issued = issued_to(&alice_a, &[("03", 10, "active")], datetime!(2027-06-01 0:00 UTC));
+        let expired = issued_to(&alice_a, &[("02", 1, "active")], datetime!(2026-11-01 0:00 UTC));
+        issued = merge_issued(issued, expired, &alice_a);
+        let observed = with_certificates(observed(vec![alice_a], vec![alice_b], ledger), issued);
+        let plan = plan(&observed, &settings(&["issuer-serial"]));
+        let change = &plan.changes[0];
+        assert_eq!(change.remove, [value("01"), value("02")]);
+        assert_eq!(change.after, [admins, value("03")]);
+    }
+
+    /// Both sets' certificates of `user` in one (the fixture builds one validity per call).
+    fn merge_issued(a: IssuedCertificates, b: IssuedCertificates, user: &DirectoryUser) -> IssuedCertificates {
+        let records: Vec<LeafCertificateRecord> = a
+            .of(user)
+            .chain(b.of(user))
+            .map(|c| LeafCertificateRecord {
+                id: c.thumbprint_text(),
+                serial_number: Some(c.serial_text(SerialOrder::AsIssued)),
+                thumbprint: Some(c.thumbprint_text()),
+                user_id: Some(user.id.to_string()),
+                user_principal_name: None,
+                device_name: c.device.clone(),
+                certificate_status: Some("active".into()),
+                validity_start_date_time: Some(c.not_before),
+                validity_end_date_time: Some(c.not_after),
+            })
+            .collect();
+        let ca = CloudCertificationAuthority {
+            id: "ca".into(),
+            display_name: None,
+            subject_name: None,
+            certificate_download_url: None,
+        };
+        issued::from_cloud_pki(&[(ca, Some(ISSUER.to_owned()))], &BTreeMap::from([("ca".to_owned(), records)]))
+    }
+
+    #[test]
+    fn mixed_mode_keeps_the_low_affinity_value_and_fills_the_rest_with_the_newest_certificates() {
+        let (bob_a, bob_b) = (user("bob@a.example").build(), user("bob@b.example").values(["X509:<PN>own@b"]).build());
+        let serials: Vec<String> = (1..=12).map(|n| format!("{n:02x}")).collect();
+        let certificates: Vec<(&str, u8, &str)> =
+            serials.iter().enumerate().map(|(i, s)| (s.as_str(), i as u8, "active")).collect();
+        let issued = issued_to(&bob_a, &certificates, datetime!(2027-06-01 0:00 UTC));
+        let observed = with_certificates(observed(vec![bob_a], vec![bob_b], LedgerState::Missing), issued);
+        let plan = plan(&observed, &settings(&["subject-cn", "issuer-serial"]));
+        let after = &plan.changes[0].after;
+        assert_eq!(after.len(), 10);
+        assert_eq!(after[0], "X509:<PN>own@b", "the administrator's value stays first");
+        assert!(after.contains(&"X509:<S>CN=bob".to_owned()));
+        assert!(after.contains(&value("0c")) && !after.contains(&value("04")), "{after:?}");
+    }
+
+    #[test]
+    fn a_pair_whose_certificates_were_not_read_leaves_its_users_alone() {
+        let (alice_a, alice_b) = (user("alice@a.example").build(), user("alice@b.example").build());
+        let alice_b = DirectoryUser { certificate_user_ids: vec![value("01")], ..alice_b };
+        let ledger = ledger_with(&[(&alice_b, &[value("01").as_str()])]);
+        let mut observed = observed(vec![alice_a], vec![alice_b], ledger);
+        observed.pairs[0].certificate_source = Some(CertificateSource::CloudPki);
+        let plan = plan(&observed, &settings(&["issuer-serial"]));
+        assert!(plan.changes.is_empty());
+        assert!(plan.skipped[0].reason.contains("were not read"), "{:?}", plan.skipped);
+    }
 }
 
 #[test]
@@ -307,6 +484,8 @@ prop_compose! {
             departed_targets: departed.into_iter().map(|(_, u)| u).collect(),
             deleted_targets: vec![],
             ledger: if ledger_known { LedgerState::Loaded(ledger) } else { LedgerState::Missing },
+            issued: BTreeMap::new(),
+            observed_at: OffsetDateTime::now_utc(),
         }
     }
 }
