@@ -414,9 +414,9 @@ fn read_certificate_settings(r: &mut Reader<'_>) -> Option<(SourceChoice, Certif
             .map(str::trim)
             .filter(|entry| !entry.is_empty())
             .map(|entry| {
-                let (pair, source) = entry
-                    .split_once('=')
-                    .ok_or_else(|| format!("{entry:?} must look like pair-1=cloud-pki (or one source for every pair)"))?;
+                let (pair, source) = entry.split_once('=').ok_or_else(|| {
+                    format!("{entry:?} must look like pair-1=cloud-pki (or one source for every pair)")
+                })?;
                 Ok((pair.trim().to_owned(), CertificateSource::parse(source)?))
             })
             .collect::<Result<Vec<_>, String>>()
@@ -431,12 +431,12 @@ fn read_certificate_settings(r: &mut Reader<'_>) -> Option<(SourceChoice, Certif
     let sha1_value = r.optional(CERTIFICATE_SHA1_PUKEY);
     let sha1_reading = r
         .parsed(CERTIFICATE_SHA1_PUKEY, sha1_value, |v| match Sha1Reading::parse(v) {
-            Some(Sha1Reading::PublicKey) => Err(
-                "public-key cannot be used: Intune's certificate records (Cloud PKI leaf certificates, connector \
+            Some(Sha1Reading::PublicKey) => {
+                Err("public-key cannot be used: Intune's certificate records (Cloud PKI leaf certificates, connector \
                  certificate states) carry the thumbprint but not the public key. Use thumbprint, or compute a \
                  public-key value for one certificate with `certsync certificate-ids <file>`"
-                    .to_owned(),
-            ),
+                    .to_owned())
+            }
             Some(reading) => Ok(reading),
             None => Err(format!("must be {}, not {v:?}", Sha1Reading::CHOICES)),
         })

@@ -90,6 +90,8 @@ pub(crate) struct TenantData {
     /// Certificates (DER, public part only) registered on apps, by client id: their `keyCredentials` of type
     /// `AsymmetricX509Cert`. Kept apart from [`AppEntry`] so [`Directory::add_app`] replacing a registration keeps them.
     pub app_certificates: HashMap<String, Vec<Vec<u8>>>,
+    /// Intune Cloud PKI: CAs and the certificates they issued.
+    pub pki: crate::pki::PkiData,
 }
 
 fn index_add(map: &mut HashMap<String, Vec<String>>, key: &str, id: &str) {

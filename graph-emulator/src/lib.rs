@@ -15,6 +15,7 @@ mod jwt;
 mod model;
 mod notify;
 mod options;
+mod pki;
 pub mod scenario;
 mod server;
 mod state;
@@ -29,4 +30,5 @@ pub use model::{
     UserRecord,
 };
 pub use options::{DeltaExpiry, EmulatorOptions, FaultKind, Faults, Throttling};
+pub use pki::{IssuedLeaf, LeafRequest};
 pub use server::Emulator;

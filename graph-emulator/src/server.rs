@@ -46,8 +46,23 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route(&format!("/{MSI_PATH}"), get(crate::auth::managed_identity))
         .route("/v1.0/{*rest}", any(crate::graph::entry))
         .route("/beta/{*rest}", any(crate::graph::entry))
+        .route("/_pki/{tenant}/{file}", get(ca_certificate))
         .merge(crate::admin::router())
         .with_state(state)
+}
+
+/// A CA certificate at its `certificateDownloadUrl` (`/_pki/{tenant}/{id}.cer`): public, like Microsoft's PKI
+/// distribution points, so no token is checked.
+async fn ca_certificate(
+    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
+    axum::extract::Path((tenant, file)): axum::extract::Path<(String, String)>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let id = file.strip_suffix(".cer").unwrap_or(&file);
+    match state.directory.cloud_ca_certificate(&tenant, id) {
+        Some(der) => ([(axum::http::header::CONTENT_TYPE, "application/pkix-cert")], der).into_response(),
+        None => axum::http::StatusCode::NOT_FOUND.into_response(),
+    }
 }
 
 impl Emulator {

@@ -129,7 +129,9 @@ fn parse_der(der: &[u8]) -> Result<(&[u8], X509Certificate<'_>), CertificateErro
     match X509Certificate::from_der(der) {
         Ok(parsed) => Ok(parsed),
         Err(x509_parser::nom::Err::Incomplete(_)) => Err(CertificateError::TruncatedDer),
-        Err(x509_parser::nom::Err::Error(e) | x509_parser::nom::Err::Failure(e)) => Err(CertificateError::CorruptDer(e)),
+        Err(x509_parser::nom::Err::Error(e) | x509_parser::nom::Err::Failure(e)) => {
+            Err(CertificateError::CorruptDer(e))
+        }
     }
 }
 

@@ -524,8 +524,10 @@ impl GraphClient {
         let _permit = inner.permits.acquire().await.expect("the semaphore is never closed");
         // The token goes to this client's Graph host only (a CA certificate is downloaded from a public URL).
         let on_graph = self.is_graph_host(&request.url);
-        let mut builder =
-            inner.http.request(request.method.clone(), request.url.clone()).header(reqwest::header::ACCEPT, "application/json");
+        let mut builder = inner
+            .http
+            .request(request.method.clone(), request.url.clone())
+            .header(reqwest::header::ACCEPT, "application/json");
         if on_graph {
             let token = self.token().await.map_err(AttemptError::Fatal)?;
             builder = builder.bearer_auth(token.secret());

@@ -109,7 +109,9 @@ impl GraphClient {
             return Err(GraphError::Decode { operation: op, detail: format!("the CA id {authority:?} is not an id") });
         }
         let url = self.beta_url(
-            &format!("deviceManagement/cloudCertificationAuthority/{authority}/cloudCertificationAuthorityLeafCertificate"),
+            &format!(
+                "deviceManagement/cloudCertificationAuthority/{authority}/cloudCertificationAuthorityLeafCertificate"
+            ),
             &[("$filter", "certificateStatus eq 'active'")],
         )?;
         decode_all(op, self.get_all_pages(op, url).await?)

@@ -414,11 +414,7 @@ pub async fn read(
             for authority in authorities {
                 let records = client.active_leaf_certificates(&authority.id).await.map_err(graph)?;
                 // A root CA issues no leaf certificates: its certificate is only fetched when something needs it.
-                let issuer_dn = if records.is_empty() {
-                    None
-                } else {
-                    Some(authority_dn(client, &authority).await?)
-                };
+                let issuer_dn = if records.is_empty() { None } else { Some(authority_dn(client, &authority).await?) };
                 leaves.insert(authority.id.clone(), records);
                 with_dn.push((authority, issuer_dn));
             }
@@ -436,7 +432,8 @@ async fn authority_dn(client: &GraphClient, authority: &CloudCertificationAuthor
         authority: authority.display_name.clone().unwrap_or_else(|| authority.id.clone()),
         reason,
     };
-    let url = authority.certificate_download_url.as_deref().ok_or_else(|| fail("it has no certificateDownloadUrl".into()))?;
+    let url =
+        authority.certificate_download_url.as_deref().ok_or_else(|| fail("it has no certificateDownloadUrl".into()))?;
     let bytes = client.download_ca_certificate(url).await.map_err(|error| fail(error.to_string()))?;
     let dn = crate::certificates::subject_dn(&bytes).map_err(|error| fail(format!("{url}: {error}")))?;
     if dn.is_empty() {
@@ -500,7 +497,9 @@ mod tests {
         assert_eq!(mine.len(), 1);
         assert_eq!(mine[0].serial_text(SerialOrder::AsIssued), "0a");
         assert_eq!(mine[0].issuer_dn, "CN=Issuing");
-        assert!(issued.notes.iter().any(|n| n.contains("1 certificate record(s) could not be used") && n.contains("bad")));
+        assert!(
+            issued.notes.iter().any(|n| n.contains("1 certificate record(s) could not be used") && n.contains("bad"))
+        );
     }
 
     #[test]

@@ -187,8 +187,9 @@ async fn read_certificates(
     client: &GraphClient,
 ) -> Result<BTreeMap<CertificateSource, IssuedCertificates>, ObserveError> {
     let issuers = &settings.certificates.connector_issuers;
-    let reads = settings.certificate_sources().into_iter().map(|kind| async move {
-        issued::read(client, kind, issuers).await.map(|certificates| (kind, certificates))
-    });
+    let reads = settings
+        .certificate_sources()
+        .into_iter()
+        .map(|kind| async move { issued::read(client, kind, issuers).await.map(|certificates| (kind, certificates)) });
     Ok(try_join_all(reads).await?.into_iter().collect())
 }

@@ -313,9 +313,9 @@ pub fn plan(observed: &Observed, settings: &PlanSettings) -> Plan {
                             sha1_public_key: &thumbprint,
                         };
                         match template.render_for_certificate(source, fields) {
-                            Ok(value) => {
-                                desire.certificate_values.push(CertificateValue { value: value.to_string(), certificate })
-                            }
+                            Ok(value) => desire
+                                .certificate_values
+                                .push(CertificateValue { value: value.to_string(), certificate }),
                             Err(reason) => desire.missing.push(format!("{reason} ({})", source.user_principal_name)),
                         }
                     }

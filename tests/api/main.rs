@@ -7,6 +7,7 @@ mod azurite;
 mod helpers;
 mod host;
 
+mod certificates;
 mod config;
 mod notifications;
 mod protocol;

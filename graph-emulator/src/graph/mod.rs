@@ -1,6 +1,7 @@
 //! Microsoft Graph under `/v1.0/` and `/beta/`: authentication, faults, throttling, permissions, then the route.
 
 mod batch;
+mod cloud_pki;
 pub(crate) mod delta;
 pub(crate) mod error;
 mod members;
@@ -117,7 +118,12 @@ pub(crate) struct Ctx<'a> {
 /// The routes the emulator serves.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Route {
-    Members { group_id: String, transitive: bool, cast: Option<ObjectKind>, count_only: bool },
+    Members {
+        group_id: String,
+        transitive: bool,
+        cast: Option<ObjectKind>,
+        count_only: bool,
+    },
     GetGroup(String),
     GroupsDelta,
     ListUsers,
@@ -130,6 +136,9 @@ pub(crate) enum Route {
     DeleteSubscription(String),
     Reauthorize(String),
     Batch,
+    ListCloudAuthorities,
+    /// Leaf certificates of one CA, or of every CA (the flat collection).
+    ListLeafCertificates(Option<String>),
 }
 
 /// Application permissions that allow reading group membership. [group-list-members]
@@ -225,6 +234,13 @@ impl Route {
                     Err(method_not_allowed())
                 }
             }
+            ["deviceManagement", "cloudCertificationAuthority"] => get(Route::ListCloudAuthorities),
+            ["deviceManagement", "cloudCertificationAuthority", id, "cloudCertificationAuthorityLeafCertificate"] => {
+                get(Route::ListLeafCertificates(Some((*id).to_owned())))
+            }
+            ["deviceManagement", "cloudCertificationAuthorityLeafCertificate"] => {
+                get(Route::ListLeafCertificates(None))
+            }
             [first, ..] => Err(segment_not_found(first)),
             [] => Err(segment_not_found("")),
         }
@@ -264,6 +280,8 @@ impl Route {
             | Route::PatchSubscription(_)
             | Route::DeleteSubscription(_)
             | Route::Reauthorize(_) => SUBSCRIPTION_GROUPS,
+            Route::ListCloudAuthorities => cloud_pki::CLOUD_CA_LIST,
+            Route::ListLeafCertificates(_) => cloud_pki::LEAF_READ,
             Route::Batch => &[],
         }
     }
@@ -468,6 +486,8 @@ async fn run(state: &Arc<AppState>, req: &GraphRequest, seen: &mut Seen) -> Resu
         Route::PatchSubscription(id) => subscriptions::patch(&ctx, id),
         Route::DeleteSubscription(id) => subscriptions::delete(&ctx, id),
         Route::Reauthorize(id) => subscriptions::reauthorize(&ctx, id),
+        Route::ListCloudAuthorities => cloud_pki::list_authorities(&ctx),
+        Route::ListLeafCertificates(authority) => cloud_pki::list_leaves(&ctx, authority.as_deref()),
         Route::Batch => Err(method_not_allowed()),
     }
 }

@@ -3,6 +3,7 @@
 mod admin;
 mod batch;
 mod certificates;
+mod cloud_pki;
 mod delta;
 mod helpers;
 mod members;
