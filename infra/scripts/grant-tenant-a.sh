@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Grants certsync's managed identity the Microsoft Graph application permissions it needs in Tenant A.
 #
-#   infra/scripts/grant-tenant-a.sh --resource-group <rg> [--deployment certsync] [--device-management]
-#   infra/scripts/grant-tenant-a.sh --principal-id <managed identity principal (object) id> [--device-management]
+#   infra/scripts/grant-tenant-a.sh --resource-group <rg> [--deployment certsync] [--device-management | --cloud-pki]
+#   infra/scripts/grant-tenant-a.sh --principal-id <managed identity principal (object) id> [--device-management | --cloud-pki]
 #
 # Run signed in to Tenant A (az login --tenant <Tenant A id>), the tenant of the subscription holding the Function App,
 # as a Privileged Role Administrator or Global Administrator. Idempotent: permissions already granted are left alone.
@@ -11,8 +11,10 @@
 #   GroupMember.Read.All  read the members of the source groups
 #   User.Read.All         read the members' UPN, mail, employeeId… to match them and render certificateUserIds
 #   Group.Read.All        create Graph change-notification subscriptions on the source groups
-#   DeviceManagementConfiguration.Read.All  only with --device-management: read the certificates Intune issued
-#                         (certificate sources for high-affinity bindings, issue 7)
+#   DeviceManagementConfiguration.Read.All  with --device-management or --cloud-pki: read the certificates Intune
+#                         issued (CERTIFICATE_SOURCE=intune-connector or cloud-pki, high-affinity bindings)
+#   DeviceManagementCloudCA.ReadWrite.All   with --cloud-pki: list the Cloud PKI CAs (the List API documents only
+#                         ReadWrite.All; certsync never writes a CA)
 #
 # A managed identity has no app registration, so the portal cannot grant it API permissions; an app role assignment
 # (POST /servicePrincipals/{Microsoft Graph}/appRoleAssignedTo) does, and is the admin consent at the same time.
@@ -29,6 +31,7 @@ principal_id=""
 resource_group=""
 deployment="certsync"
 device_management=false
+cloud_pki=false
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -36,6 +39,7 @@ while [ $# -gt 0 ]; do
     --resource-group | -g) resource_group="${2:?--resource-group needs a value}"; shift 2 ;;
     --deployment | -n) deployment="${2:?--deployment needs a value}"; shift 2 ;;
     --device-management) device_management=true; shift ;;
+    --cloud-pki) device_management=true; cloud_pki=true; shift ;;
     --help | -h) usage 0 ;;
     *) log "unknown argument: $1"; usage 2 ;;
   esac
@@ -59,6 +63,9 @@ log "managed identity: $mi_name (service principal $principal_id)"
 permissions=(GroupMember.Read.All User.Read.All Group.Read.All)
 if [ "$device_management" = true ]; then
   permissions+=(DeviceManagementConfiguration.Read.All)
+fi
+if [ "$cloud_pki" = true ]; then
+  permissions+=(DeviceManagementCloudCA.ReadWrite.All)
 fi
 grant_graph_permissions "$principal_id" "${permissions[@]}"
 
