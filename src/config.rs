@@ -859,6 +859,46 @@ mod tests {
     }
 
     #[test]
+    fn certificate_sources_are_checked_against_pairs_templates_and_readings() {
+        let two_pairs = "aaaaaaaa-0000-0000-0000-000000000001->bbbbbbbb-0000-0000-0000-000000000001;\
+                         aaaaaaaa-0000-0000-0000-000000000002->bbbbbbbb-0000-0000-0000-000000000002";
+        let mut env = minimal();
+        env.insert("SYNC_PAIRS".into(), two_pairs.into());
+        env.insert("CERTIFICATE_USER_ID_TEMPLATES".into(), "subject-cn;issuer-serial".into());
+        env.insert("CERTIFICATE_SOURCE".into(), "pair-2=cloud-pki".into());
+        env.insert("CERTIFICATE_SERIAL_ORDER".into(), "as-issued".into());
+        let s = Settings::load(&env).unwrap();
+        let sources: Vec<_> = s.sync.pairs.iter().map(|p| p.certificate_source).collect();
+        assert_eq!(sources, [None, Some(CertificateSource::CloudPki)]);
+        assert_eq!(s.sync.certificates.serial_order, SerialOrder::AsIssued);
+
+        let problem = |edits: &[(&str, &str)]| {
+            let mut env = env.clone();
+            for (name, value) in edits {
+                env.insert(name.to_string(), value.to_string());
+            }
+            let err = Settings::load(&env).unwrap_err();
+            (err.problems[0].name.clone(), err.to_string())
+        };
+        let (name, text) = problem(&[("CERTIFICATE_SOURCE", "pair-3=cloud-pki")]);
+        assert_eq!(name, "CERTIFICATE_SOURCE");
+        assert!(text.contains("pair-1 to pair-2"), "{text}");
+        let (name, text) = problem(&[("CERTIFICATE_SOURCE", "none")]);
+        assert_eq!(name, "CERTIFICATE_USER_ID_TEMPLATES");
+        assert!(text.contains("no pair has a CERTIFICATE_SOURCE"), "{text}");
+        let (name, _) = problem(&[("CERTIFICATE_USER_ID_TEMPLATES", "subject-cn")]);
+        assert_eq!(name, "CERTIFICATE_SOURCE");
+        let (name, text) = problem(&[("CERTIFICATE_SHA1_PUKEY", "public-key")]);
+        assert_eq!(name, "CERTIFICATE_SHA1_PUKEY");
+        assert!(text.contains("carry the thumbprint but not the public key"), "{text}");
+        let (name, _) = problem(&[("CERTIFICATE_SOURCE", "intune-connector")]);
+        assert_eq!(name, "CERTIFICATE_ISSUER_CERTIFICATES");
+        let (name, text) = problem(&[("CERTIFICATE_SOURCE", "adcs")]);
+        assert_eq!(name, "CERTIFICATE_SOURCE");
+        assert!(text.contains("none, cloud-pki or intune-connector"), "{text}");
+    }
+
+    #[test]
     fn pairs_parse_several_groups_per_side() {
         let pairs = parse_pairs(
             "aaaaaaaa-0000-0000-0000-000000000001, aaaaaaaa-0000-0000-0000-000000000002 -> bbbbbbbb-0000-0000-0000-000000000001; \
