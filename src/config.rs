@@ -444,8 +444,8 @@ fn read_certificate_settings(r: &mut Reader<'_>) -> Option<(SourceChoice, Certif
     let issuers_path = r.optional(CERTIFICATE_ISSUER_CERTIFICATES);
     let connector_issuers = r
         .parsed(CERTIFICATE_ISSUER_CERTIFICATES, issuers_path, |path| {
-            let text = std::fs::read(path).map_err(|e| format!("cannot read {path:?}: {e}"))?;
-            let blocks = pem::parse_many(&text).map_err(|e| format!("{path:?} is not PEM: {e}"))?;
+            let text = read_small_file(path, MAX_CA_PEM_BYTES).map_err(|e| format!("cannot read {path:?}: {e}"))?;
+            let blocks = pem::parse_many(text.as_bytes()).map_err(|e| format!("{path:?} is not PEM: {e}"))?;
             let issuers = blocks
                 .iter()
                 .filter(|b| b.tag() == "CERTIFICATE")
@@ -476,6 +476,24 @@ fn assign_sources(pairs: &mut [PairSettings], choice: &SourceChoice) -> Result<(
         }
     }
     Ok(())
+}
+
+/// A CA bundle is a few KB; this bounds what start-up reads if the path names something else.
+const MAX_CA_PEM_BYTES: u64 = 1024 * 1024;
+
+/// Reads a regular file of at most `limit` bytes. A device (`/dev/zero`) or a FIFO would make start-up read forever
+/// or block forever (found by tests/hostile, corpus `settings/reject-extra-ca-endless-file.env`).
+fn read_small_file(path: &str, limit: u64) -> std::io::Result<String> {
+    use std::io::{Error, ErrorKind, Read};
+    if !std::fs::metadata(path)?.is_file() {
+        return Err(Error::new(ErrorKind::InvalidInput, "not a regular file"));
+    }
+    let mut text = String::new();
+    std::fs::File::open(path)?.take(limit + 1).read_to_string(&mut text)?;
+    if text.len() as u64 > limit {
+        return Err(Error::new(ErrorKind::InvalidInput, format!("larger than {limit} bytes")));
+    }
+    Ok(text)
 }
 
 /// Parses `SYNC_PAIRS`: `<A group>[,<A group>…]-><B group>[,<B group>…]`, pairs separated by `;`.
@@ -613,7 +631,7 @@ impl Settings {
         };
         let ca_path = r.optional(EXTRA_CA_CERTIFICATE_PATH);
         let extra_ca_pem = r.parsed(EXTRA_CA_CERTIFICATE_PATH, ca_path, |path| {
-            let pem = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path:?}: {e}"))?;
+            let pem = read_small_file(path, MAX_CA_PEM_BYTES).map_err(|e| format!("cannot read {path:?}: {e}"))?;
             if pem.contains("-----BEGIN CERTIFICATE-----") {
                 Ok(pem)
             } else {

@@ -24,7 +24,7 @@ pub(crate) fn router() -> Router<Arc<AppState>> {
         .route("/_emulator/tenants/{tenant}/subscriptions", get(subscriptions))
         .route("/_emulator/tenants/{tenant}/expire-delta-tokens", post(expire_delta_tokens))
         .route("/_emulator/requests", get(requests).delete(clear_requests))
-        .route("/_emulator/faults", put(set_faults))
+        .route("/_emulator/faults", put(set_faults).get(get_faults))
         .route("/_emulator/clock/advance", post(advance_clock))
 }
 
@@ -100,6 +100,12 @@ async fn clear_requests(State(state): State<Arc<AppState>>) -> StatusCode {
 async fn set_faults(State(state): State<Arc<AppState>>, Json(faults): Json<Faults>) -> StatusCode {
     *lock(&state.faults) = FaultState::new(faults);
     StatusCode::NO_CONTENT
+}
+
+/// The fault settings in force and how many faults they injected so far (a hung request counts when it starts).
+async fn get_faults(State(state): State<Arc<AppState>>) -> Response {
+    let faults = lock(&state.faults);
+    Json(serde_json::json!({ "faults": faults.faults(), "injected": faults.injected() })).into_response()
 }
 
 #[derive(Deserialize)]

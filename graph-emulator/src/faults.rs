@@ -2,6 +2,7 @@
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use serde::Serialize;
 
 use crate::options::{FaultKind, Faults};
 
@@ -17,20 +18,55 @@ pub(crate) enum TokenFault {
     TemporarilyUnavailable,
 }
 
+/// How many faults of each kind were injected since the faults were last set: a test proves its fault phase really
+/// hit something (a hung request is logged only when it ends, so the request log cannot tell).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct InjectedFaults {
+    pub throttle_429: u64,
+    pub internal_500: u64,
+    pub unavailable_503: u64,
+    pub timeout: u64,
+    pub token: u64,
+    pub notifications_dropped: u64,
+    pub notifications_duplicated: u64,
+}
+
+impl InjectedFaults {
+    pub fn total(&self) -> u64 {
+        self.throttle_429
+            + self.internal_500
+            + self.unavailable_503
+            + self.timeout
+            + self.token
+            + self.notifications_dropped
+            + self.notifications_duplicated
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct FaultState {
     faults: Faults,
     rng: StdRng,
+    injected: InjectedFaults,
 }
 
 impl FaultState {
     pub(crate) fn new(faults: Faults) -> Self {
         let rng = StdRng::seed_from_u64(faults.seed);
-        Self { faults, rng }
+        Self { faults, rng, injected: InjectedFaults::default() }
+    }
+
+    pub(crate) fn faults(&self) -> &Faults {
+        &self.faults
+    }
+
+    pub(crate) fn injected(&self) -> &InjectedFaults {
+        &self.injected
     }
 
     fn hit(&mut self, rate: f64) -> bool {
-        rate > 0.0 && self.rng.random::<f64>() < rate
+        let spent = self.faults.max_faults.is_some_and(|budget| self.injected.total() >= budget);
+        rate > 0.0 && !spent && self.rng.random::<f64>() < rate
     }
 
     /// A fault for this Graph request, if one is drawn, with the `Retry-After` seconds it carries.
@@ -40,7 +76,15 @@ impl FaultState {
         }
         let kinds: &[FaultKind] = if self.faults.kinds.is_empty() { &ALL_KINDS } else { &self.faults.kinds };
         let kind = kinds[self.rng.random_range(0..kinds.len())];
-        let retry_after = self.rng.random_range(1..=3);
+        let drawn = self.rng.random_range(1..=3);
+        let retry_after = self.faults.retry_after_secs.unwrap_or(drawn);
+        let counter = match kind {
+            FaultKind::Throttle429 => &mut self.injected.throttle_429,
+            FaultKind::Internal500 => &mut self.injected.internal_500,
+            FaultKind::Unavailable503 => &mut self.injected.unavailable_503,
+            FaultKind::Timeout => &mut self.injected.timeout,
+        };
+        *counter += 1;
         Some((kind, retry_after))
     }
 
@@ -48,17 +92,22 @@ impl FaultState {
         if !self.hit(self.faults.token_error_rate) {
             return None;
         }
+        self.injected.token += 1;
         Some(if self.rng.random::<bool>() { TokenFault::ServerError } else { TokenFault::TemporarilyUnavailable })
     }
 
     pub(crate) fn drop_notification(&mut self) -> bool {
         let rate = self.faults.notification_drop_rate;
-        self.hit(rate)
+        let hit = self.hit(rate);
+        self.injected.notifications_dropped += u64::from(hit);
+        hit
     }
 
     pub(crate) fn duplicate_notification(&mut self) -> bool {
         let rate = self.faults.notification_duplicate_rate;
-        self.hit(rate)
+        let hit = self.hit(rate);
+        self.injected.notifications_duplicated += u64::from(hit);
+        hit
     }
 
     /// A random permutation of `0..n` that is never the identity when `n > 1`: Graph does not keep the order of
@@ -93,6 +142,23 @@ mod tests {
     fn no_rate_no_fault() {
         let mut state = FaultState::new(Faults::default());
         assert!((0..100).all(|_| state.graph_fault().is_none() && state.token_fault().is_none()));
+    }
+
+    #[test]
+    fn the_fault_budget_stops_injection_and_counts_every_kind() {
+        let faults = Faults { error_rate: 1.0, token_error_rate: 1.0, max_faults: Some(3), ..Faults::default() };
+        let mut state = FaultState::new(faults);
+        assert!(state.graph_fault().is_some() && state.token_fault().is_some() && state.graph_fault().is_some());
+        assert!((0..50).all(|_| state.graph_fault().is_none() && state.token_fault().is_none()));
+        assert_eq!(state.injected().total(), 3);
+        assert_eq!(state.injected().token, 1);
+    }
+
+    #[test]
+    fn a_configured_retry_after_replaces_the_drawn_one() {
+        let faults = Faults { error_rate: 1.0, retry_after_secs: Some(1), seed: 3, ..Faults::default() };
+        let mut state = FaultState::new(faults);
+        assert!((0..50).all(|_| state.graph_fault().is_some_and(|(_, retry_after)| retry_after == 1)));
     }
 
     #[test]

@@ -73,6 +73,13 @@ pub struct Faults {
     pub notification_duplicate_rate: f64,
     /// Seed of the fault generator.
     pub seed: u64,
+    /// The `Retry-After` (seconds) of injected 429 and 503 answers; `None` draws 1 to 3 s. Graph sends whole seconds
+    /// [throttling]; tests set 1 to keep suites short.
+    pub retry_after_secs: Option<u64>,
+    /// How many faults (Graph errors, token errors, dropped or duplicated notifications) may be injected in all;
+    /// `None` is no limit. Past it the emulator is healthy again: "fails for a while, then recovers", or exactly N
+    /// hung requests with [`FaultKind::Timeout`], without the test racing the requests to switch faults off.
+    pub max_faults: Option<u64>,
 }
 
 impl Default for Faults {
@@ -84,6 +91,8 @@ impl Default for Faults {
             notification_drop_rate: 0.0,
             notification_duplicate_rate: 0.0,
             seed: 0,
+            retry_after_secs: None,
+            max_faults: None,
         }
     }
 }
