@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use graph_emulator::{AppRegistration, Directory, Emulator, EmulatorOptions, NewUser};
+use graph_emulator::{AppRegistration, Directory, Emulator, EmulatorOptions, LeafRequest, NewUser};
 
 use crate::config::Settings;
 use crate::storage::LocalDirStore;
@@ -143,15 +143,11 @@ async fn run_demo() -> anyhow::Result<()> {
     let env = settings_for(&emulator, &world, &folder.join("emulator-ca.pem"))?;
     let settings = Arc::new(Settings::load(&env)?);
     let store: Arc<LocalDirStore> = Arc::new(LocalDirStore::new(folder.join("storage")));
-    let stores = Stores { state: store.clone(), logs: store };
+    let stores = Stores { state: store.clone(), logs: store.clone() };
     let service = SyncService::new(settings)?.with_stores(stores);
     let run = |title: &'static str| {
         let service = &service;
-        async move {
-            let report = service.run(RunRequest { trigger: Trigger::Demo, ..RunRequest::default() }).await;
-            print_step(title, &report);
-            report
-        }
+        async move { run_step(service, title).await }
     };
 
     println!(
@@ -174,12 +170,60 @@ async fn run_demo() -> anyhow::Result<()> {
     let third = run("3. Alice leaves the Tenant A group: the value we wrote is removed").await;
     let alice = directory.user(TENANT_B, &world.b["alice"]).map(|u| u.certificate_user_ids).unwrap_or_default();
     println!("Alice in Tenant B now holds {alice:?}.");
+    // High affinity: Tenant A's Intune Cloud PKI issues Bob a certificate; Tenant B binds exactly that certificate.
+    directory.add_app(
+        TENANT_A,
+        AppRegistration {
+            client_id: APP_A.into(),
+            client_secret: Some(SECRET_A.into()),
+            roles: vec![
+                "GroupMember.Read.All".into(),
+                "User.Read.All".into(),
+                "DeviceManagementConfiguration.Read.All".into(),
+                "DeviceManagementCloudCA.ReadWrite.All".into(),
+            ],
+            federated_credentials: vec![],
+        },
+    );
+    let authority = directory.add_cloud_ca(TENANT_A, "Contoso Cloud PKI Issuing CA")?;
+    let now = directory.now();
+    let leaf = directory.issue_leaf_certificate(
+        TENANT_A,
+        LeafRequest {
+            authority_id: &authority,
+            user_id: &world.a["bob"],
+            device_name: "LAPTOP-BOB",
+            not_before: now - time::Duration::days(1),
+            not_after: now + time::Duration::days(365),
+        },
+    )?;
+    let mut env = env;
+    env.insert("CERTIFICATE_SOURCE".into(), "cloud-pki".into());
+    env.insert("CERTIFICATE_USER_ID_TEMPLATES".into(), "subject-cn;issuer-serial".into());
+    let service = SyncService::new(Arc::new(Settings::load(&env)?))?
+        .with_stores(Stores { state: store.clone(), logs: store.clone() });
     println!(
-        "\nDone. Runs: {} / {} / {}. Logs and the ownership ledger are in {}.",
-        first.outcome.label(),
-        second.outcome.label(),
-        third.outcome.label(),
+        "\nNow with CERTIFICATE_SOURCE=cloud-pki and templates subject-cn;issuer-serial: Intune Cloud PKI issued Bob \
+         a certificate (serial {}).",
+        leaf.serial_number
+    );
+    let fourth = run_step(&service, "4. High affinity: the certificate Intune issued to Bob is bound").await;
+    let bob = directory.user(TENANT_B, &world.b["bob"]).map(|u| u.certificate_user_ids).unwrap_or_default();
+    println!("Bob in Tenant B now holds {bob:?}.");
+    directory.revoke_leaf_certificate(TENANT_A, &leaf.id);
+    let fifth = run_step(&service, "5. The certificate is revoked in Intune: its value is removed").await;
+    let bob = directory.user(TENANT_B, &world.b["bob"]).map(|u| u.certificate_user_ids).unwrap_or_default();
+    println!("Bob in Tenant B now holds {bob:?}: the administrator's value and the low-affinity value stay.");
+    println!(
+        "\nDone. Runs: {}. Logs and the ownership ledger are in {}.",
+        [&first, &second, &third, &fourth, &fifth].map(|r| r.outcome.label()).join(" / "),
         folder.display()
     );
     Ok(())
+}
+
+async fn run_step(service: &SyncService, title: &str) -> RunReport {
+    let report = service.run(RunRequest { trigger: Trigger::Demo, ..RunRequest::default() }).await;
+    print_step(title, &report);
+    report
 }
