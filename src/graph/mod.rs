@@ -15,6 +15,7 @@ mod credentials;
 mod delta;
 mod error;
 mod metrics;
+mod page;
 mod retry;
 mod subscriptions;
 mod users;
