@@ -4,6 +4,9 @@
 
 use std::{collections::HashMap, time::Duration};
 
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+
 use reqwest::Method;
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -25,7 +28,35 @@ pub(super) const BATCH_SIZE: usize = 20;
 pub(super) struct BatchRequest {
     method: &'static str,
     url: String,
-    body: Option<Value>,
+    body: Option<BatchBody>,
+}
+
+/// A request body, kept in its compact form until its batch is serialised: a first sync holds one per user, and a
+/// `serde_json::Value` tree per body weighs ten times the values it carries.
+#[derive(Debug, Clone)]
+pub(super) enum BatchBody {
+    /// `{"authorizationInfo": {"certificateUserIds": [...]}}` [user-update].
+    CertificateUserIds(Vec<String>),
+}
+
+impl Serialize for BatchBody {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct AuthorizationInfo<'a> {
+            certificate_user_ids: &'a [String],
+        }
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Patch<'a> {
+            authorization_info: AuthorizationInfo<'a>,
+        }
+        match self {
+            BatchBody::CertificateUserIds(values) => {
+                Patch { authorization_info: AuthorizationInfo { certificate_user_ids: values } }.serialize(serializer)
+            }
+        }
+    }
 }
 
 impl BatchRequest {
@@ -33,7 +64,7 @@ impl BatchRequest {
         Self { method: "GET", url, body: None }
     }
 
-    pub(super) fn patch(url: String, body: Value) -> Self {
+    pub(super) fn patch(url: String, body: BatchBody) -> Self {
         Self { method: "PATCH", url, body: Some(body) }
     }
 }
@@ -47,7 +78,7 @@ struct WireRequest<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     headers: Option<Map<String, Value>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    body: Option<&'a Value>,
+    body: Option<&'a BatchBody>,
 }
 
 /// One item's final answer (never 429/503/504: those are retried or become [`GraphError::Throttled`]).
@@ -93,15 +124,19 @@ struct Pending {
 }
 
 impl GraphClient {
-    /// Runs `requests` through `$batch`, returning one outcome per request in input order.
-    pub(super) async fn run_batch(
+    /// Runs `requests` through `$batch`, returning one outcome per request in input order. Each final answer goes
+    /// through `finish` as soon as it arrives, so only what the caller keeps of it (a user, a status) outlives its
+    /// batch: a run re-reading 100,000 users holds 100,000 users, not 100,000 JSON answers with their headers.
+    pub(super) async fn run_batch<T>(
         &self,
         operation: &'static str,
         requests: Vec<BatchRequest>,
-    ) -> Vec<Result<BatchItem, GraphError>> {
+        finish: impl Fn(BatchItem) -> T,
+    ) -> Vec<Result<T, GraphError>> {
         let options = &self.inner.options;
         let metrics = &self.inner.metrics;
-        let mut outcomes: Vec<Option<Result<BatchItem, GraphError>>> = vec![None; requests.len()];
+        let mut outcomes: Vec<Option<Result<T, GraphError>>> =
+            std::iter::repeat_with(|| None).take(requests.len()).collect();
         let now = Instant::now();
         let mut pending: Vec<Pending> =
             (0..requests.len()).map(|index| Pending { index, attempts: 0, waited: Duration::ZERO, due: now }).collect();
@@ -133,12 +168,19 @@ impl GraphClient {
             let mut throttled_in_round = 0usize;
             let mut done_in_round = 0usize;
 
-            let chunks: Vec<&[Pending]> = due.chunks(BATCH_SIZE).collect();
-            let answers =
-                futures::future::join_all(chunks.iter().map(|chunk| self.send_batch(operation, &requests, chunk)))
-                    .await;
-
-            for (chunk, answer) in chunks.into_iter().zip(answers) {
+            // Answers are handled as they arrive, a bounded number of batches in flight (the client's own limit on
+            // concurrent requests, with room for batches waiting out a retry of their own): a round of 100,000
+            // items never holds 5,000 answers at once.
+            let in_flight = options.max_concurrency.saturating_mul(2).max(1);
+            let mut chunks = due.chunks(BATCH_SIZE);
+            let mut answers = FuturesUnordered::new();
+            loop {
+                while answers.len() < in_flight
+                    && let Some(chunk) = chunks.next()
+                {
+                    answers.push(self.send_chunk(operation, &requests, chunk));
+                }
+                let Some((chunk, answer)) = answers.next().await else { break };
                 let mut items = match answer {
                     Ok(items) => items,
                     Err(error) => {
@@ -152,7 +194,7 @@ impl GraphClient {
                     let answer = items.remove(&item.index.to_string());
                     let (status, retry_after, request_id) = match answer {
                         Some(answer) if !is_retryable_status(answer.status) => {
-                            outcomes[item.index] = Some(Ok(answer));
+                            outcomes[item.index] = Some(Ok(finish(answer)));
                             done_in_round += 1;
                             continue;
                         }
@@ -222,6 +264,16 @@ impl GraphClient {
         }
 
         outcomes.into_iter().map(|outcome| outcome.expect("every item ends with an outcome")).collect()
+    }
+
+    /// [`Self::send_batch`], answered with its chunk.
+    async fn send_chunk<'a>(
+        &self,
+        operation: &'static str,
+        requests: &[BatchRequest],
+        chunk: &'a [Pending],
+    ) -> (&'a [Pending], Result<HashMap<String, BatchItem>, GraphError>) {
+        (chunk, self.send_batch(operation, requests, chunk).await)
     }
 
     /// One `POST /$batch` (itself retried as a whole by [`GraphClient::execute`]); answers keyed by item id.

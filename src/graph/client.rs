@@ -9,7 +9,7 @@ use std::time::Duration;
 use azure_core::credentials::{Secret, TokenCredential};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::{Method, header::HeaderMap};
-use serde_json::{Value, json};
+use serde_json::Value;
 use time::OffsetDateTime;
 use tokio::sync::Semaphore;
 use tracing::{debug, warn};
@@ -17,15 +17,20 @@ use url::Url;
 
 use super::{
     CloudEndpoints, DirectoryUser, GraphError, GraphMetrics, GroupMembers, MembershipScope, TenantCredential,
-    batch::BatchRequest,
+    batch::{BatchBody, BatchItem, BatchRequest},
     build_credential,
     credentials::http_client,
     error::operation,
     metrics::{Metrics, bump},
+    page::Page,
     retry::{backoff, is_retryable_status, parse_retry_after},
-    users::select_value,
+    users::{Member, select_value},
 };
 use crate::domain::{GroupId, TenantId, UserId};
+
+/// The most member slots reserved up front from a page's `@odata.count` (a larger group still reads whole: the list
+/// grows past it as usual).
+const MAX_RESERVED_MEMBERS: usize = 1_000_000;
 
 /// Tuning of a [`GraphClient`].
 #[derive(Debug, Clone)]
@@ -254,24 +259,28 @@ impl GraphClient {
             &format!("groups/{group}/{segment}/microsoft.graph.user"),
             &[("$select", &select_value(select)), ("$top", "999"), ("$count", "true")],
         )?;
-        let items = self.get_all_pages(operation::LIST_GROUP_MEMBERS, list).await?;
-
+        // Page by page into compact records: a page's JSON is dropped before the next one is asked for.
         let mut members = GroupMembers::default();
         let mut skipped = 0u64;
-        for item in &items {
-            let odata_type = item.get("@odata.type").and_then(Value::as_str);
-            if odata_type.is_some_and(|kind| !kind.eq_ignore_ascii_case("#microsoft.graph.user")) {
-                skipped += 1;
-                continue;
+        self.for_each_page::<Member>(operation::LIST_GROUP_MEMBERS, list, |page, count| {
+            if let Some(count) = count {
+                // The first page's `@odata.count`: room for every member at once, instead of doubling (and copying)
+                // the list as it grows. Bounded, since the number is the server's word.
+                members.users.reserve_exact(usize::try_from(count).unwrap_or(0).min(MAX_RESERVED_MEMBERS));
             }
-            match DirectoryUser::from_graph_json(item) {
-                Ok(user) => members.users.push(user),
-                Err(reason) => {
-                    warn!(%reason, "skipping a group member that cannot be read as a user");
-                    members.unreadable_users += 1;
+            for member in page {
+                match member {
+                    Member::User(user) => members.users.push(user),
+                    Member::NotAUser => skipped += 1,
+                    Member::Unreadable(reason) => {
+                        warn!(%reason, "skipping a group member that cannot be read as a user");
+                        members.unreadable_users += 1;
+                    }
                 }
             }
-        }
+        })
+        .await?;
+        members.users.shrink_to_fit();
 
         let count = self.url(&format!("groups/{group}/{segment}/$count"), &[])?;
         let total = self.get_count(operation::COUNT_GROUP_MEMBERS, count).await?;
@@ -297,21 +306,20 @@ impl GraphClient {
     ) -> Result<Vec<(UserId, Option<DirectoryUser>)>, GraphError> {
         let query = format!("$select={}", encode(&select_value(select)));
         let requests = ids.iter().map(|id| BatchRequest::get(format!("/users/{id}?{query}"))).collect();
-        let outcomes = self.run_batch(operation::READ_USERS, requests).await;
+        let read = |item: BatchItem| match item.status {
+            200..=299 => {
+                let body = item.body.unwrap_or(Value::Null);
+                DirectoryUser::from_graph_json(&body)
+                    .map(Some)
+                    .map_err(|detail| GraphError::Decode { operation: operation::READ_USERS, detail })
+            }
+            404 => Ok(None),
+            _ => Err(item.into_error(operation::READ_USERS)),
+        };
+        let outcomes = self.run_batch(operation::READ_USERS, requests, read).await;
         let mut users = Vec::with_capacity(ids.len());
         for (id, outcome) in ids.iter().zip(outcomes) {
-            let item = outcome?;
-            let user = match item.status {
-                200..=299 => {
-                    let body = item.body.unwrap_or(Value::Null);
-                    let user = DirectoryUser::from_graph_json(&body)
-                        .map_err(|detail| GraphError::Decode { operation: operation::READ_USERS, detail })?;
-                    Some(user)
-                }
-                404 => None,
-                _ => return Err(item.into_error(operation::READ_USERS)),
-            };
-            users.push((id.clone(), user));
+            users.push((id.clone(), outcome??));
         }
         Ok(users)
     }
@@ -324,24 +332,21 @@ impl GraphClient {
         &self,
         writes: Vec<(UserId, Vec<String>)>,
     ) -> Vec<(UserId, Result<(), GraphError>)> {
-        let requests = writes
+        let (ids, values): (Vec<UserId>, Vec<Vec<String>>) = writes.into_iter().unzip();
+        let requests = ids
             .iter()
-            .map(|(id, values)| {
-                BatchRequest::patch(
-                    format!("/users/{id}"),
-                    json!({"authorizationInfo": {"certificateUserIds": values}}),
-                )
-            })
+            .zip(values)
+            .map(|(id, values)| BatchRequest::patch(format!("/users/{id}"), BatchBody::CertificateUserIds(values)))
             .collect();
-        let outcomes = self.run_batch(operation::SET_CERTIFICATE_USER_IDS, requests).await;
-        writes
-            .into_iter()
+        let written = |item: BatchItem| match item.status {
+            200..=299 => Ok(()),
+            _ => Err(item.into_error(operation::SET_CERTIFICATE_USER_IDS)),
+        };
+        let outcomes = self.run_batch(operation::SET_CERTIFICATE_USER_IDS, requests, written).await;
+        ids.into_iter()
             .zip(outcomes)
-            .map(|((id, _), outcome)| {
-                let result = outcome.and_then(|item| match item.status {
-                    200..=299 => Ok(()),
-                    _ => Err(item.into_error(operation::SET_CERTIFICATE_USER_IDS)),
-                });
+            .map(|(id, outcome)| {
+                let result = outcome.and_then(|written| written);
                 if let Err(error) = &result {
                     // The sync report carries every failure; this is for tracing one user's write.
                     debug!(user_id = %id, %error, "certificateUserIds write failed");
@@ -380,20 +385,33 @@ impl GraphClient {
     /// Follows `@odata.nextLink` (absolute, used as-is [group-list-members]) and returns every `value` item.
     pub(super) async fn get_all_pages(&self, operation: &'static str, first: Url) -> Result<Vec<Value>, GraphError> {
         let mut items = Vec::new();
+        self.for_each_page::<Value>(operation, first, |page, _| items.extend(page)).await?;
+        Ok(items)
+    }
+
+    /// Follows `@odata.nextLink` from `first`, handing each page's items (read as `T`, straight from the body) and
+    /// the first page's `@odata.count` to `each`, then dropping the page.
+    pub(super) async fn for_each_page<T: serde::de::DeserializeOwned>(
+        &self,
+        operation: &'static str,
+        first: Url,
+        mut each: impl FnMut(Vec<T>, Option<u64>),
+    ) -> Result<(), GraphError> {
         let mut next = Some(first);
+        let mut first_page = true;
         while let Some(url) = next.take() {
             let request = GraphRequest { method: Method::GET, url: url.clone(), body: None, eventual: true };
             let response = self.execute(operation, &request).await?;
-            let page: Value = serde_json::from_slice(&response.body)
+            let page: Page<T> = serde_json::from_slice(&response.body)
                 .map_err(|error| GraphError::Decode { operation, detail: format!("the page is not JSON: {error}") })?;
-            match page.get("value") {
-                Some(Value::Array(values)) => items.extend(values.iter().cloned()),
-                _ => {
-                    return Err(GraphError::Decode { operation, detail: "the page has no \"value\" array".to_owned() });
-                }
-            }
-            if let Some(link) = page.get("@odata.nextLink").and_then(Value::as_str) {
-                let link = self.next_link(operation, link)?;
+            drop(response);
+            let Some(values) = page.value else {
+                return Err(GraphError::Decode { operation, detail: "the page has no \"value\" array".to_owned() });
+            };
+            each(values, if first_page { page.count } else { None });
+            first_page = false;
+            if let Some(link) = page.next_link {
+                let link = self.next_link(operation, &link)?;
                 if link == url {
                     return Err(GraphError::Decode {
                         operation,
@@ -403,7 +421,7 @@ impl GraphClient {
                 next = Some(link);
             }
         }
-        Ok(items)
+        Ok(())
     }
 
     /// Whether `url` is on the Graph host this client was given (the only place its token is sent).

@@ -16,6 +16,7 @@ mod delta;
 mod error;
 mod intune_beta;
 mod metrics;
+mod page;
 mod retry;
 mod subscriptions;
 mod users;

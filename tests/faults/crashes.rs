@@ -80,6 +80,7 @@ async fn a_run_killed_at_random_points_of_apply_is_completed_exactly_by_the_next
     };
     let runs =
         futures::future::join_all(seeds.into_iter().map(|(seed, point)| killed_at_a_random_point(seed, point))).await;
-    // The seeds together hit the apply phase, not only the reads before it.
-    assert!(runs.iter().any(|(_, writes)| *writes > 0), "no kill landed during the writes: {runs:?}");
+    // The seeds together hit the apply phase, not only the reads before it (a replayed seed may be a read-phase one).
+    let landed_in_writes = runs.iter().any(|(_, writes)| *writes > 0);
+    assert!(runs.len() == 1 || landed_in_writes, "no kill landed during the writes: {runs:?}");
 }
