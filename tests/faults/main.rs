@@ -30,8 +30,6 @@ mod helpers;
 #[allow(dead_code)]
 #[path = "../api/host.rs"]
 mod host;
-#[path = "../support/restartable_azurite.rs"]
-mod restartable_azurite;
 
 mod oracle;
 mod world;

@@ -26,7 +26,7 @@ async fn azurite_stopped_mid_run_and_restarted_loses_no_ownership_and_converges_
         assert!(Instant::now() < deadline, "the run never reached request {stop_after}:\n{}", output.stderr());
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    s.azurite.stop().await;
+    s.azurite.stop_gracefully().await;
     let interrupted = finish(child, output).await;
     println!("stopped Azurite after {stop_after} Graph requests; that run: {}", interrupted.status());
     assert_ne!(interrupted.status(), "no report", "the run ends with a report: {}", interrupted.output.stderr());

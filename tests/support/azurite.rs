@@ -1,4 +1,5 @@
-//! A real Azurite blob emulator per test: a free loopback port, a fresh workspace directory, killed on drop.
+//! A real Azurite blob emulator per test: a free loopback port, a fresh workspace directory, killed on drop; it can be
+//! stopped (killed, or gracefully for an outage) and restarted on the same port with the same data.
 //!
 //! The executable comes from `$AZURITE_BIN` (set by `scripts/test`, which installs the npm package `azurite` into
 //! `.tools/`), falling back to `<crate>/.tools/node_modules/.bin/azurite-blob`.
@@ -19,6 +20,8 @@ pub const KEY: &str = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz
 
 /// How long Azurite may take to start listening.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a graceful stop may take before the process is killed.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// A running `azurite-blob` process.
 pub struct Azurite {
@@ -30,23 +33,36 @@ pub struct Azurite {
 impl Azurite {
     /// Start Azurite on a free port and wait until it accepts connections.
     pub async fn start() -> Azurite {
-        let bin = azurite_bin();
         let workspace = std::env::temp_dir().join(format!("certsync-azurite-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&workspace).expect("create the Azurite workspace directory");
-        let port = free_port();
-        let log = std::fs::File::create(workspace.join("azurite.out")).expect("create the Azurite output file");
+        let mut azurite = Azurite { child: None, port: free_port(), workspace };
+        azurite.restart().await;
+        azurite
+    }
+
+    /// Start the process (again: same port, same workspace, so the same data) and wait until it accepts
+    /// connections; a no-op while it runs.
+    pub async fn restart(&mut self) {
+        if self.child.is_some() {
+            return;
+        }
+        let bin = azurite_bin();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.workspace.join("azurite.out"))
+            .expect("open the Azurite output file");
         let child = Command::new(&bin)
-            .args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string(), "--location"])
-            .arg(&workspace)
+            .args(["--blobHost", "127.0.0.1", "--blobPort", &self.port.to_string(), "--location"])
+            .arg(&self.workspace)
             .args(["--silent", "--skipApiVersionCheck", "--loose", "--disableTelemetry"])
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone the output file handle"))
             .stderr(log)
             .spawn()
             .unwrap_or_else(|error| panic!("failed to start {}: {error}", bin.display()));
-        let mut azurite = Azurite { child: Some(child), port, workspace };
-        azurite.wait_until_listening().await;
-        azurite
+        self.child = Some(child);
+        self.wait_until_listening().await;
     }
 
     /// Poll the port until Azurite accepts a connection; panic with its output if it exits or never does.
@@ -94,6 +110,23 @@ impl Azurite {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// Stop the process the way a storage outage ends, not a storage loss (idempotent): `SIGTERM`, so Azurite saves
+    /// its blob metadata (a LokiJS file otherwise saved only every 5 s) before it exits, and [`Self::restart`] finds
+    /// every acknowledged write, as Azure Storage would. Waits until the process has exited.
+    pub async fn stop_gracefully(&mut self) {
+        let Some(mut child) = self.child.take() else { return };
+        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let deadline = Instant::now() + SHUTDOWN_TIMEOUT;
+        while child.try_wait().ok().flatten().is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _ = child.wait();
     }
 }
 
