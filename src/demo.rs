@@ -37,29 +37,34 @@ pub struct DemoWorld {
     pub b: HashMap<&'static str, String>,
 }
 
+/// Least privilege, as the README lists it: read members in A; read members and write users in B.
+pub const APP_A_ROLES: &[&str] = &["GroupMember.Read.All", "User.Read.All"];
+pub const APP_B_ROLES: &[&str] = &["GroupMember.Read.All", "User.ReadWrite.All"];
+/// What `CERTIFICATE_SOURCE=cloud-pki` adds in Tenant A (README "Permissions").
+pub const CLOUD_PKI_ROLES: &[&str] =
+    &["DeviceManagementConfiguration.Read.All", "DeviceManagementCloudCA.ReadWrite.All"];
+
+/// Registers (or re-registers, e.g. with more permissions) the story's app of `tenant` (Tenant A or B) with its
+/// secret and `roles`, the application permissions it was granted.
+pub fn register_app(directory: &Directory, tenant: &str, roles: &[&str]) {
+    let (client_id, secret) = if tenant == TENANT_A { (APP_A, SECRET_A) } else { (APP_B, SECRET_B) };
+    directory.add_app(
+        tenant,
+        AppRegistration {
+            client_id: client_id.into(),
+            client_secret: Some(secret.into()),
+            roles: roles.iter().map(|role| role.to_string()).collect(),
+            federated_credentials: vec![],
+        },
+    );
+}
+
 /// Seeds the two tenants of the story into an emulator directory.
 pub fn seed(directory: &Directory) -> DemoWorld {
     directory.add_tenant(TENANT_A);
     directory.add_tenant(TENANT_B);
-    // Least privilege, as the README lists it: read members in A; read members and write users in B.
-    directory.add_app(
-        TENANT_A,
-        AppRegistration {
-            client_id: APP_A.into(),
-            client_secret: Some(SECRET_A.into()),
-            roles: vec!["GroupMember.Read.All".into(), "User.Read.All".into()],
-            federated_credentials: vec![],
-        },
-    );
-    directory.add_app(
-        TENANT_B,
-        AppRegistration {
-            client_id: APP_B.into(),
-            client_secret: Some(SECRET_B.into()),
-            roles: vec!["GroupMember.Read.All".into(), "User.ReadWrite.All".into()],
-            federated_credentials: vec![],
-        },
-    );
+    register_app(directory, TENANT_A, APP_A_ROLES);
+    register_app(directory, TENANT_B, APP_B_ROLES);
     let group_a = directory.add_group(TENANT_A, "CBA users (Intune)");
     let group_b = directory.add_group(TENANT_B, "CBA users (resource tenant)");
     let mut a = HashMap::new();
@@ -171,20 +176,7 @@ async fn run_demo() -> anyhow::Result<()> {
     let alice = directory.user(TENANT_B, &world.b["alice"]).map(|u| u.certificate_user_ids).unwrap_or_default();
     println!("Alice in Tenant B now holds {alice:?}.");
     // High affinity: Tenant A's Intune Cloud PKI issues Bob a certificate; Tenant B binds exactly that certificate.
-    directory.add_app(
-        TENANT_A,
-        AppRegistration {
-            client_id: APP_A.into(),
-            client_secret: Some(SECRET_A.into()),
-            roles: vec![
-                "GroupMember.Read.All".into(),
-                "User.Read.All".into(),
-                "DeviceManagementConfiguration.Read.All".into(),
-                "DeviceManagementCloudCA.ReadWrite.All".into(),
-            ],
-            federated_credentials: vec![],
-        },
-    );
+    register_app(&directory, TENANT_A, &[APP_A_ROLES, CLOUD_PKI_ROLES].concat());
     let authority = directory.add_cloud_ca(TENANT_A, "Contoso Cloud PKI Issuing CA")?;
     let now = directory.now();
     let leaf = directory.issue_leaf_certificate(

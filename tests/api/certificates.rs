@@ -9,9 +9,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use certsync::certificates::compute;
-use certsync::demo::{ADMIN_VALUE, APP_A, SECRET_A, TENANT_A};
+use certsync::demo::{self, ADMIN_VALUE, TENANT_A};
 use certsync::domain::Binding;
-use graph_emulator::{AppRegistration, IssuedLeaf, LeafRequest};
+use graph_emulator::{IssuedLeaf, LeafRequest};
 use serde_json::Value;
 
 use super::helpers::{TestApp, World, timer_envelope};
@@ -27,21 +27,8 @@ impl Pki {
     async fn start(templates: &str) -> Self {
         let mut world = World::start().await;
         let directory = world.emulator.directory();
-        directory.add_app(
-            TENANT_A,
-            AppRegistration {
-                client_id: APP_A.into(),
-                client_secret: Some(SECRET_A.into()),
-                // README "Permissions": the two Intune permissions come on top of the member and user reads.
-                roles: vec![
-                    "GroupMember.Read.All".into(),
-                    "User.Read.All".into(),
-                    "DeviceManagementCloudCA.ReadWrite.All".into(),
-                    "DeviceManagementConfiguration.Read.All".into(),
-                ],
-                federated_credentials: vec![],
-            },
-        );
+        // README "Permissions": the two Intune permissions come on top of the member and user reads.
+        demo::register_app(&directory, TENANT_A, &[demo::APP_A_ROLES, demo::CLOUD_PKI_ROLES].concat());
         let authority = directory.add_cloud_ca(TENANT_A, "Contoso Cloud PKI Issuing CA").expect("create the CA");
         world.env.insert("CERTIFICATE_SOURCE".into(), "cloud-pki".into());
         world.env.insert("CERTIFICATE_USER_ID_TEMPLATES".into(), templates.into());

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use certsync::demo::{self, ADMIN_VALUE, TENANT_A, TENANT_B};
 use certsync::storage::{AzureBlobStore, BlobStore, StorageConnection};
-use graph_emulator::{AppRegistration, EmulatorOptions, FaultKind, Faults, NewUser, RequestKind, RequestRecord};
+use graph_emulator::{EmulatorOptions, FaultKind, Faults, NewUser, RequestKind, RequestRecord};
 use serde_json::{Value, json};
 
 use super::helpers::{Output, TestApp, World, spawn_binary, timer_envelope};
@@ -79,20 +79,8 @@ impl Notified {
 
 fn grant_subscription_permission(world: &World) {
     let directory = world.emulator.directory();
-    for (tenant, app, secret, roles) in [
-        (TENANT_A, demo::APP_A, demo::SECRET_A, vec!["GroupMember.Read.All", "User.Read.All", "Group.Read.All"]),
-        (TENANT_B, demo::APP_B, demo::SECRET_B, vec!["GroupMember.Read.All", "User.ReadWrite.All", "Group.Read.All"]),
-    ] {
-        directory.add_app(
-            tenant,
-            AppRegistration {
-                client_id: app.into(),
-                client_secret: Some(secret.into()),
-                roles: roles.into_iter().map(String::from).collect(),
-                federated_credentials: vec![],
-            },
-        );
-    }
+    demo::register_app(&directory, TENANT_A, &[demo::APP_A_ROLES, &["Group.Read.All"]].concat());
+    demo::register_app(&directory, TENANT_B, &[demo::APP_B_ROLES, &["Group.Read.All"]].concat());
 }
 
 fn successes(shim: &HostShim) -> usize {

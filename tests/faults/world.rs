@@ -12,16 +12,16 @@ use std::collections::{BTreeMap, HashMap};
 use std::process::Child;
 use std::time::{Duration, Instant};
 
-use certsync::demo::{self, APP_A, APP_B, DemoWorld, SECRET_A, SECRET_B, TENANT_A, TENANT_B};
-use graph_emulator::{AppRegistration, Directory, Emulator, EmulatorOptions, Faults, NewUser, RequestRecord};
+use certsync::demo::{self, DemoWorld, TENANT_A, TENANT_B};
+use graph_emulator::{Directory, Emulator, EmulatorOptions, Faults, NewUser, RequestRecord};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
 
+use super::azurite::Azurite;
 use super::helpers::{Output, spawn_binary, tempdir};
 use super::oracle::{Model, SourceUser, TEMPLATES, TargetUser, assert_converged, wanted_values};
-use super::restartable_azurite::RestartableAzurite;
 
 /// Matched pairs seeded before the baseline: "tens of users" keeps every scenario to seconds.
 const PAIRS: usize = 24;
@@ -47,7 +47,7 @@ pub struct Scenario {
     pub seed: u64,
     pub rng: StdRng,
     pub emulator: Emulator,
-    pub azurite: RestartableAzurite,
+    pub azurite: Azurite,
     pub env: HashMap<String, String>,
     pub model: Model,
     pub group_a: String,
@@ -80,7 +80,7 @@ impl Scenario {
     pub async fn baseline(name: &'static str, default_seed: u64, options: EmulatorOptions) -> Self {
         let seed = seed_for(name, default_seed);
         let emulator = Emulator::start(options).await.expect("start the Graph emulator");
-        let azurite = RestartableAzurite::start().await;
+        let azurite = Azurite::start().await;
         let folder = tempdir::Dir::new();
         let directory = emulator.directory();
         let (group_a, group_b) = seed_tenants(&directory);
@@ -330,20 +330,9 @@ impl Scenario {
 
 /// Tenants, apps (with `Group.Read.All` too, for the notification scenarios' subscriptions) and the two groups.
 fn seed_tenants(directory: &Directory) -> (String, String) {
-    for (tenant, app, secret, roles) in [
-        (TENANT_A, APP_A, SECRET_A, ["GroupMember.Read.All", "User.Read.All", "Group.Read.All"]),
-        (TENANT_B, APP_B, SECRET_B, ["GroupMember.Read.All", "User.ReadWrite.All", "Group.Read.All"]),
-    ] {
+    for (tenant, roles) in [(TENANT_A, demo::APP_A_ROLES), (TENANT_B, demo::APP_B_ROLES)] {
         directory.add_tenant(tenant);
-        directory.add_app(
-            tenant,
-            AppRegistration {
-                client_id: app.into(),
-                client_secret: Some(secret.into()),
-                roles: roles.into_iter().map(String::from).collect(),
-                federated_credentials: vec![],
-            },
-        );
+        demo::register_app(directory, tenant, &[roles, &["Group.Read.All"]].concat());
     }
     (directory.add_group(TENANT_A, "CBA users (Intune)"), directory.add_group(TENANT_B, "CBA users (resource tenant)"))
 }
