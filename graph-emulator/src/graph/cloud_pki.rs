@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use time::format_description::well_known::Rfc3339;
 
 use super::error::GraphError;
-use super::query::{decode_skiptoken, encode_skiptoken};
+use super::query::{encode_skiptoken, skiptoken_position};
 use super::{Ctx, Success};
 use crate::pki::Leaf;
 
@@ -83,12 +83,7 @@ pub(crate) fn list_leaves(ctx: &Ctx<'_>, authority: Option<&str>) -> Result<Succ
         .filter(|leaf| wanted_status.as_deref().is_none_or(|status| leaf.status(now) == status))
         .collect();
     let scope = ctx.req.path.as_str();
-    let start: usize = match &ctx.query.skiptoken {
-        Some(token) => decode_skiptoken(scope, token)?.parse().map_err(|_| {
-            GraphError::bad_request("BadRequest", "The specified page token value has expired or is invalid.")
-        })?,
-        None => 0,
-    };
+    let start = skiptoken_position(ctx.query, scope)?;
     let end = (start + page_size).min(matching.len());
     let page = &matching[start.min(end)..end];
     let items: Vec<Value> = page.iter().map(|leaf| leaf_json(leaf, now)).collect();

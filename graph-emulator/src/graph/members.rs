@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde::ser::{SerializeMap, SerializeSeq};
 
 use super::error::GraphError;
-use super::query::{decode_skiptoken, encode_skiptoken, is_eventual};
+use super::query::{encode_skiptoken, is_eventual, skiptoken_position};
 use super::view::{MemberView, Readable, Selection};
 use super::{Ctx, ResponseBody, Success};
 use crate::directory::{ObjectKind, TenantData};
@@ -97,12 +97,7 @@ pub(super) fn list(
 
     // The skiptoken is a position in the unfiltered listing, so a cast page costs O(page), not O(offset).
     let scope = ctx.req.path.as_str();
-    let start: usize = match &ctx.query.skiptoken {
-        Some(token) => decode_skiptoken(scope, token)?.parse().map_err(|_| {
-            GraphError::bad_request("Request_BadRequest", "The specified page token value has expired or is invalid.")
-        })?,
-        None => 0,
-    };
+    let start = skiptoken_position(ctx.query, scope)?;
     let mut page: Vec<(&str, ObjectKind)> = Vec::with_capacity(page_size.min(list.len()));
     let mut position = start;
     while position < list.len() && page.len() < page_size {

@@ -143,6 +143,16 @@ pub(crate) fn decode_skiptoken(scope: &str, token: &str) -> Result<String, Graph
     }
 }
 
+/// Where a paged listing resumes: the index in the `$skiptoken` (bound to `scope`), or 0 without one.
+pub(crate) fn skiptoken_position(query: &Query, scope: &str) -> Result<usize, GraphError> {
+    match &query.skiptoken {
+        Some(token) => decode_skiptoken(scope, token)?.parse().map_err(|_| {
+            GraphError::bad_request("Request_BadRequest", "The specified page token value has expired or is invalid.")
+        }),
+        None => Ok(0),
+    }
+}
+
 fn scope_hash(scope: &str) -> String {
     use sha2::Digest;
     let digest = sha2::Sha256::digest(scope.as_bytes());
