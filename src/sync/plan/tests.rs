@@ -49,8 +49,11 @@ mod certificates {
 
     const ISSUER: &str = "DC=com,DC=contoso,CN=Contoso Issuing CA";
 
-    /// Leaf records of one CA: (serial, issued in month n of 2026, status, valid until).
-    fn issued_to(user: &DirectoryUser, certificates: &[(&str, u8, &str)], until: OffsetDateTime) -> IssuedCertificates {
+    /// Valid until after the observation (2026-11-22).
+    const LATER: OffsetDateTime = datetime!(2027-06-01 0:00 UTC);
+
+    /// Active leaf records of one CA: (serial, issued n × 25 days into 2026, valid until).
+    fn issued_to(user: &DirectoryUser, certificates: &[(&str, u8, OffsetDateTime)]) -> IssuedCertificates {
         let ca = CloudCertificationAuthority {
             id: "ca".into(),
             display_name: None,
@@ -59,18 +62,18 @@ mod certificates {
         };
         let leaves = certificates
             .iter()
-            .map(|(serial, month, status)| LeafCertificateRecord {
+            .map(|(serial, month, until)| LeafCertificateRecord {
                 id: format!("leaf-{serial}"),
                 serial_number: Some((*serial).into()),
                 thumbprint: Some(format!("{serial:0>40}")),
                 user_id: Some(user.id.to_string()),
                 user_principal_name: None,
                 device_name: Some(format!("device-{serial}")),
-                certificate_status: Some((*status).into()),
+                certificate_status: Some("active".into()),
                 validity_start_date_time: Some(
                     datetime!(2026-01-01 0:00 UTC) + time::Duration::days(i64::from(*month) * 25),
                 ),
-                validity_end_date_time: Some(until),
+                validity_end_date_time: Some(*until),
             })
             .collect();
         issued::from_cloud_pki(&[(ca, Some(ISSUER.to_owned()))], &BTreeMap::from([("ca".to_owned(), leaves)]))
@@ -91,28 +94,27 @@ mod certificates {
     #[test]
     fn each_valid_certificate_becomes_an_issuer_and_serial_value() {
         let (alice_a, alice_b) = (user("alice@a.example").build(), user("alice@b.example").build());
-        let issued = issued_to(&alice_a, &[("0102", 1, "active")], datetime!(2027-06-01 0:00 UTC));
+        let issued = issued_to(&alice_a, &[("0102", 1, LATER)]);
         let observed = with_certificates(observed(vec![alice_a], vec![alice_b.clone()], LedgerState::Missing), issued);
-        let plan = plan(&observed, &settings(&["issuer-serial", "sha1-public-key"]));
+        let reversed = plan(&observed, &settings(&["issuer-serial", "sha1-public-key"]));
         let expected_thumbprint = "X509:<SHA1-PUKEY>0000000000000000000000000000000000000102";
-        assert_eq!(plan.changes[0].after, [format!("X509:<I>{ISSUER}<SR>0201"), expected_thumbprint.to_owned()]);
+        assert_eq!(reversed.changes[0].after, [format!("X509:<I>{ISSUER}<SR>0201"), expected_thumbprint.to_owned()]);
         let mut as_issued = settings(&["issuer-serial"]);
         as_issued.serial_order = SerialOrder::AsIssued;
-        assert_eq!(plan_of(&observed, &as_issued).changes[0].after, [format!("X509:<I>{ISSUER}<SR>0102")]);
-        assert_eq!(plan.ledger_after.owned(&alice_b.id).len(), 2);
+        assert_eq!(plan(&observed, &as_issued).changes[0].after, [format!("X509:<I>{ISSUER}<SR>0102")]);
+        assert_eq!(reversed.ledger_after.owned(&alice_b.id).len(), 2);
     }
 
-    fn plan_of(observed: &Observed, settings: &PlanSettings) -> Plan {
-        plan(observed, settings)
+    /// Certificates issued 25 days apart, the first serial the oldest, all valid until [`LATER`].
+    fn one_after_another(serials: &[String]) -> Vec<(&str, u8, OffsetDateTime)> {
+        serials.iter().enumerate().map(|(i, s)| (s.as_str(), i as u8, LATER)).collect()
     }
 
     #[test]
     fn twelve_certificates_bind_the_ten_newest_and_report_the_two_oldest() {
         let (alice_a, alice_b) = (user("alice@a.example").build(), user("alice@b.example").build());
         let serials: Vec<String> = (1..=12).map(|n| format!("{n:02x}")).collect();
-        let certificates: Vec<(&str, u8, &str)> =
-            serials.iter().enumerate().map(|(i, s)| (s.as_str(), i as u8, "active")).collect();
-        let issued = issued_to(&alice_a, &certificates, datetime!(2027-06-01 0:00 UTC));
+        let issued = issued_to(&alice_a, &one_after_another(&serials));
         let observed = with_certificates(observed(vec![alice_a], vec![alice_b], LedgerState::Missing), issued);
         let plan = plan(&observed, &settings(&["issuer-serial"]));
         let after = &plan.changes[0].after;
@@ -132,9 +134,7 @@ mod certificates {
         let alice_b = DirectoryUser { certificate_user_ids: first_ten.clone(), ..alice_b };
         let refs: Vec<&str> = first_ten.iter().map(String::as_str).collect();
         let ledger = ledger_with(&[(&alice_b, &refs)]);
-        let certificates: Vec<(&str, u8, &str)> =
-            serials.iter().enumerate().map(|(i, s)| (s.as_str(), i as u8, "active")).collect();
-        let issued = issued_to(&alice_a, &certificates, datetime!(2027-06-01 0:00 UTC));
+        let issued = issued_to(&alice_a, &one_after_another(&serials));
         let observed = with_certificates(observed(vec![alice_a], vec![alice_b], ledger), issued);
         let plan = plan(&observed, &settings(&["issuer-serial"]));
         assert_eq!(plan.changes[0].remove, [value("01")]);
@@ -148,9 +148,7 @@ mod certificates {
         let alice_b = DirectoryUser { certificate_user_ids: vec![value("01"), value("02"), admins.clone()], ..alice_b };
         let ledger = ledger_with(&[(&alice_b, &[value("01").as_str(), value("02").as_str()])]);
         // 01 was revoked (no longer listed as active); 02 expired before now; 03 is new.
-        let mut issued = issued_to(&alice_a, &[("03", 10, "active")], datetime!(2027-06-01 0:00 UTC));
-        let expired = issued_to(&alice_a, &[("02", 1, "active")], datetime!(2026-11-01 0:00 UTC));
-        issued = merge_issued(issued, expired, &alice_a);
+        let issued = issued_to(&alice_a, &[("03", 10, LATER), ("02", 1, datetime!(2026-11-01 0:00 UTC))]);
         let observed = with_certificates(observed(vec![alice_a], vec![alice_b], ledger), issued);
         let plan = plan(&observed, &settings(&["issuer-serial"]));
         let change = &plan.changes[0];
@@ -158,39 +156,11 @@ mod certificates {
         assert_eq!(change.after, [admins, value("03")]);
     }
 
-    /// Both sets' certificates of `user` in one (the fixture builds one validity per call).
-    fn merge_issued(a: IssuedCertificates, b: IssuedCertificates, user: &DirectoryUser) -> IssuedCertificates {
-        let records: Vec<LeafCertificateRecord> = a
-            .of(user)
-            .chain(b.of(user))
-            .map(|c| LeafCertificateRecord {
-                id: c.thumbprint_text(),
-                serial_number: Some(c.serial_text(SerialOrder::AsIssued)),
-                thumbprint: Some(c.thumbprint_text()),
-                user_id: Some(user.id.to_string()),
-                user_principal_name: None,
-                device_name: c.device.clone(),
-                certificate_status: Some("active".into()),
-                validity_start_date_time: Some(c.not_before),
-                validity_end_date_time: Some(c.not_after),
-            })
-            .collect();
-        let ca = CloudCertificationAuthority {
-            id: "ca".into(),
-            display_name: None,
-            subject_name: None,
-            certificate_download_url: None,
-        };
-        issued::from_cloud_pki(&[(ca, Some(ISSUER.to_owned()))], &BTreeMap::from([("ca".to_owned(), records)]))
-    }
-
     #[test]
     fn mixed_mode_keeps_the_low_affinity_value_and_fills_the_rest_with_the_newest_certificates() {
         let (bob_a, bob_b) = (user("bob@a.example").build(), user("bob@b.example").values(["X509:<PN>own@b"]).build());
         let serials: Vec<String> = (1..=12).map(|n| format!("{n:02x}")).collect();
-        let certificates: Vec<(&str, u8, &str)> =
-            serials.iter().enumerate().map(|(i, s)| (s.as_str(), i as u8, "active")).collect();
-        let issued = issued_to(&bob_a, &certificates, datetime!(2027-06-01 0:00 UTC));
+        let issued = issued_to(&bob_a, &one_after_another(&serials));
         let observed = with_certificates(observed(vec![bob_a], vec![bob_b], LedgerState::Missing), issued);
         let plan = plan(&observed, &settings(&["subject-cn", "issuer-serial"]));
         let after = &plan.changes[0].after;
