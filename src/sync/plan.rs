@@ -192,11 +192,18 @@ pub fn merge(current: &[String], add: &[String], remove: &[String]) -> Vec<Strin
     after
 }
 
-/// What one Tenant B user should hold, from every pair it is matched in.
+/// What one Tenant B user should hold, from every pair it is matched in. One per Tenant B user of the run, so what
+/// most users never have (certificates, a hold, a missing attribute) lives in a box allocated only when needed: at
+/// 100,000 users the unboxed fields were a fifth of a steady-state run's peak memory (BENCHMARKS.md).
 #[derive(Default)]
 struct Desire<'a> {
     user: Option<&'a DirectoryUser>,
     values: Vec<String>,
+    details: Option<Box<DesireDetails<'a>>>,
+}
+
+#[derive(Default)]
+struct DesireDetails<'a> {
     /// Values from issued certificates, fitted into the 10-value limit newest first (see [`fit_certificate_values`]).
     certificate_values: Vec<CertificateValue<'a>>,
     /// Why this user is left exactly as it is, if it is.
@@ -204,6 +211,24 @@ struct Desire<'a> {
     missing: Vec<String>,
     /// Certificate values that did not fit, described for the report.
     overflow: Vec<String>,
+}
+
+impl<'a> Desire<'a> {
+    fn details(&mut self) -> &mut DesireDetails<'a> {
+        self.details.get_or_insert_default()
+    }
+
+    fn held(&self) -> Option<&String> {
+        self.details.as_ref().and_then(|d| d.held.as_ref())
+    }
+
+    /// Adds a template value once, sized for the templates there are (a first push would reserve room for four).
+    fn want(&mut self, value: String, templates: usize) {
+        if !self.values.contains(&value) {
+            self.values.reserve_exact(templates.max(1));
+            self.values.push(value);
+        }
+    }
 }
 
 struct CertificateValue<'a> {
@@ -218,7 +243,8 @@ const HELD_AMBIGUOUS: &str = "its match is ambiguous (see the pair's ambiguous k
 /// [concept-certificate-based-authentication-certificateuserids], and the newest certificates are the ones in use.
 fn fit_certificate_values(desire: &mut Desire<'_>, owned: &[String]) {
     let Some(user) = desire.user else { return };
-    let mut candidates = std::mem::take(&mut desire.certificate_values);
+    let Some(details) = desire.details.as_mut() else { return };
+    let mut candidates = std::mem::take(&mut details.certificate_values);
     candidates.sort_by(|a, b| b.certificate.not_before.cmp(&a.certificate.not_before).then(a.value.cmp(&b.value)));
     let mut seen = BTreeSet::new();
     candidates.retain(|c| !desire.values.contains(&c.value) && seen.insert(c.value.clone()));
@@ -230,7 +256,7 @@ fn fit_certificate_values(desire: &mut Desire<'_>, owned: &[String]) {
     let room = MAX_VALUES_PER_USER.saturating_sub(foreign + desire.values.len());
     if candidates.len() > room {
         let left_out = candidates.split_off(room);
-        desire.overflow = left_out
+        details.overflow = left_out
             .iter()
             .map(|c| {
                 let device = c.certificate.device.as_deref().map(|d| format!(", device {d}")).unwrap_or_default();
@@ -262,7 +288,7 @@ pub fn plan(observed: &Observed, settings: &PlanSettings) -> Plan {
     };
 
     // 1. Match every pair; collect each target user's desired values.
-    let mut desires: BTreeMap<UserId, Desire<'_>> = BTreeMap::new();
+    let mut desires: BTreeMap<&UserId, Desire<'_>> = BTreeMap::new();
     for pair in &observed.pairs {
         let matching = match_users(&settings.match_key, &pair.source_users, &pair.target_users);
         let mut outcome = PairOutcome {
@@ -284,20 +310,21 @@ pub fn plan(observed: &Observed, settings: &PlanSettings) -> Plan {
             non_user_members_b: pair.target_non_user_members,
         };
         for target in pair.target_users.iter() {
-            desires.entry(target.id.clone()).or_default().user = Some(target);
+            desires.entry(&target.id).or_default().user = Some(target);
         }
         for target in &matching.held_targets {
-            desires.entry(target.id.clone()).or_default().held = Some(HELD_AMBIGUOUS.to_owned());
+            desires.entry(&target.id).or_default().details().held = Some(HELD_AMBIGUOUS.to_owned());
         }
         // A pair reading certificates whose source was not observed: its users are left alone rather than planned
         // as if they had no certificate (which would remove every certificate value).
         let issued = pair.certificate_source.map(|source| (source, observed.issued.get(&source)));
         for (source, target) in &matching.matched {
-            let desire = desires.entry(target.id.clone()).or_default();
+            let desire = desires.entry(&target.id).or_default();
             let certificates: Vec<&IssuedCertificate> = match issued {
                 Some((_, Some(issued))) => issued.of(source).filter(|c| c.is_valid_at(observed.observed_at)).collect(),
                 Some((kind, None)) => {
-                    desire.held = Some(format!("the {kind} certificates were not read in this run: left unchanged"));
+                    desire.details().held =
+                        Some(format!("the {kind} certificates were not read in this run: left unchanged"));
                     Vec::new()
                 }
                 None => Vec::new(),
@@ -314,21 +341,21 @@ pub fn plan(observed: &Observed, settings: &PlanSettings) -> Plan {
                         };
                         match template.render_for_certificate(source, fields) {
                             Ok(value) => desire
+                                .details()
                                 .certificate_values
                                 .push(CertificateValue { value: value.to_string(), certificate }),
-                            Err(reason) => desire.missing.push(format!("{reason} ({})", source.user_principal_name)),
+                            Err(reason) => {
+                                desire.details().missing.push(format!("{reason} ({})", source.user_principal_name))
+                            }
                         }
                     }
                     continue;
                 }
                 match template.render(source) {
-                    Ok(value) => {
-                        let value = value.to_string();
-                        if !desire.values.contains(&value) {
-                            desire.values.push(value);
-                        }
+                    Ok(value) => desire.want(value.to_string(), settings.templates.len()),
+                    Err(reason) => {
+                        desire.details().missing.push(format!("{} ({})", reason, source.user_principal_name))
                     }
-                    Err(reason) => desire.missing.push(format!("{} ({})", reason, source.user_principal_name)),
                 }
             }
         }
@@ -337,7 +364,7 @@ pub fn plan(observed: &Observed, settings: &PlanSettings) -> Plan {
         result.pairs.push(outcome);
     }
     for departed in &observed.departed_targets {
-        desires.entry(departed.id.clone()).or_default().user = Some(departed);
+        desires.entry(&departed.id).or_default().user = Some(departed);
     }
     for (id, desire) in desires.iter_mut() {
         fit_certificate_values(desire, ledger.owned(id));
@@ -354,11 +381,11 @@ pub fn plan(observed: &Observed, settings: &PlanSettings) -> Plan {
     }
     // Values this run gives to someone: a second user wanting the same value is a conflict, not a second write.
     let mut given: HashMap<String, &DirectoryUser> = HashMap::new();
-    let mut removals: BTreeMap<UserId, Vec<String>> = BTreeMap::new();
+    let mut removals: BTreeMap<&UserId, Vec<String>> = BTreeMap::new();
     let mut freed: BTreeSet<String> = BTreeSet::new();
     for (id, desire) in &desires {
         let Some(user) = desire.user else { continue };
-        if desire.held.is_some() || !removals_allowed || user.on_premises_sync_enabled == Some(true) {
+        if desire.held().is_some() || !removals_allowed || user.on_premises_sync_enabled == Some(true) {
             continue;
         }
         let owned = ledger.owned(id);
@@ -370,7 +397,7 @@ pub fn plan(observed: &Observed, settings: &PlanSettings) -> Plan {
             .collect();
         if !remove.is_empty() {
             freed.extend(remove.iter().cloned());
-            removals.insert(id.clone(), remove);
+            removals.insert(*id, remove);
         }
     }
 
@@ -414,18 +441,20 @@ pub fn plan(observed: &Observed, settings: &PlanSettings) -> Plan {
         let Some(user) = desire.user else { continue };
         let user_ref = UserRef::from(user);
         let skip = |reason: String| Skip { user: user_ref.clone(), side: Side::TenantB, reason };
-        if let Some(reason) = &desire.held {
+        if let Some(reason) = desire.held() {
             result.skipped.push(skip(reason.clone()));
             continue;
         }
-        for missing in &desire.missing {
+        let (missing, overflow) =
+            desire.details.as_ref().map(|d| (&d.missing[..], &d.overflow[..])).unwrap_or_default();
+        for missing in missing {
             result.skipped.push(skip(missing.clone()));
         }
-        if !desire.overflow.is_empty() {
+        if !overflow.is_empty() {
             result.skipped.push(skip(format!(
                 "has more valid certificates than the limit of {MAX_VALUES_PER_USER} certificateUserIds values leaves \
                  room for (values that are not ours and template values count too): the newest are bound; not bound: {}",
-                desire.overflow.join(", ")
+                overflow.join(", ")
             )));
         }
         let current = &user.certificate_user_ids;
@@ -481,11 +510,11 @@ pub fn plan(observed: &Observed, settings: &PlanSettings) -> Plan {
                 kept.push(value.clone());
             }
         }
-        ledger_after.set(id.clone(), kept);
+        ledger_after.set((*id).clone(), kept);
         if add.is_empty() && remove.is_empty() {
             if !desire.values.is_empty() {
                 result.unchanged += 1;
-                result.unchanged_users.insert(id.clone());
+                result.unchanged_users.insert((*id).clone());
             }
             continue;
         }
