@@ -4,7 +4,7 @@
 //! overwrote each other. Here a key held by two users on either side is *ambiguous*: both are reported and neither is
 //! written. Keys compare case-insensitively after trimming, as Entra compares UPNs and mail addresses.
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
 use std::fmt;
 
 use serde::Serialize;
@@ -42,7 +42,19 @@ impl MatchKey {
 
     /// The normalised key of a user, or `None` when the user lacks the attribute.
     pub fn key_of(&self, user: &DirectoryUser) -> Option<String> {
-        self.0.read(user).map(|v| v.trim().to_lowercase())
+        self.borrowed_key_of(user).map(Cow::into_owned)
+    }
+
+    /// [`Self::key_of`], borrowed from the user when it is already in lower case (most UPNs): matching keys every
+    /// member of both tenants at once.
+    fn borrowed_key_of<'a>(&self, user: &'a DirectoryUser) -> Option<Cow<'a, str>> {
+        self.0.read(user).map(|value| {
+            if value.bytes().any(|b| !b.is_ascii() || b.is_ascii_uppercase()) {
+                Cow::Owned(value.to_lowercase())
+            } else {
+                Cow::Borrowed(value)
+            }
+        })
     }
 }
 
@@ -95,52 +107,72 @@ pub struct Matching<'a> {
     pub without_key: Vec<(Side, &'a DirectoryUser)>,
 }
 
+/// One side's users that have the key, sorted by it; users sharing a key stay in the order given (id order).
+/// A sorted list rather than a map of lists: at 100,000 users per side the map was the largest thing a
+/// steady-state run held (BENCHMARKS.md).
+fn sorted_by_key<'a>(
+    key: &MatchKey,
+    side: Side,
+    users: &'a [DirectoryUser],
+    without_key: &mut Vec<(Side, &'a DirectoryUser)>,
+) -> Vec<(Cow<'a, str>, &'a DirectoryUser)> {
+    let mut keyed = Vec::with_capacity(users.len());
+    for user in users {
+        match key.borrowed_key_of(user) {
+            Some(k) => keyed.push((k, user)),
+            None => without_key.push((side, user)),
+        }
+    }
+    keyed.sort_by(|a, b| a.0.cmp(&b.0));
+    keyed
+}
+
+/// The users of a sorted list holding `key`.
+fn holding<'s, 'a>(
+    keyed: &'s [(Cow<'a, str>, &'a DirectoryUser)],
+    key: &str,
+) -> &'s [(Cow<'a, str>, &'a DirectoryUser)] {
+    let start = keyed.partition_point(|(k, _)| k.as_ref() < key);
+    let len = keyed[start..].partition_point(|(k, _)| k.as_ref() == key);
+    &keyed[start..start + len]
+}
+
 pub fn match_users<'a>(key: &MatchKey, sources: &'a [DirectoryUser], targets: &'a [DirectoryUser]) -> Matching<'a> {
     let mut matching = Matching::default();
-    let index = |side: Side, users: &'a [DirectoryUser], without_key: &mut Vec<(Side, &'a DirectoryUser)>| {
-        let mut by_key: BTreeMap<String, Vec<&'a DirectoryUser>> = BTreeMap::new();
-        for user in users {
-            match key.key_of(user) {
-                Some(k) => by_key.entry(k).or_default().push(user),
-                None => without_key.push((side, user)),
-            }
-        }
-        by_key
-    };
-    let source_keys = index(Side::TenantA, sources, &mut matching.without_key);
-    let target_keys = index(Side::TenantB, targets, &mut matching.without_key);
+    let source_keys = sorted_by_key(key, Side::TenantA, sources, &mut matching.without_key);
+    let target_keys = sorted_by_key(key, Side::TenantB, targets, &mut matching.without_key);
 
-    let ambiguity = |key: &str, side: Side, users: &[&DirectoryUser]| Ambiguity {
-        key: key.to_owned(),
+    let ambiguity = |side: Side, users: &[(Cow<'_, str>, &DirectoryUser)]| Ambiguity {
+        key: users[0].0.clone().into_owned(),
         side,
-        users: users.iter().map(|u| UserRef::from(*u)).collect(),
+        users: users.iter().map(|(_, u)| UserRef::from(*u)).collect(),
     };
-    for (k, source_users) in &source_keys {
-        let target_users = target_keys.get(k).map(Vec::as_slice).unwrap_or_default();
+    for source_users in source_keys.chunk_by(|a, b| a.0 == b.0) {
+        let target_users = holding(&target_keys, &source_users[0].0);
         let mut is_ambiguous = false;
         if source_users.len() > 1 {
-            matching.ambiguous.push(ambiguity(k, Side::TenantA, source_users));
+            matching.ambiguous.push(ambiguity(Side::TenantA, source_users));
             is_ambiguous = true;
         }
         if target_users.len() > 1 {
-            matching.ambiguous.push(ambiguity(k, Side::TenantB, target_users));
+            matching.ambiguous.push(ambiguity(Side::TenantB, target_users));
             is_ambiguous = true;
         }
         match (is_ambiguous, target_users) {
-            (true, _) => matching.held_targets.extend(target_users.iter().copied()),
-            (false, [target]) => matching.matched.push((source_users[0], *target)),
-            (false, _) => matching.only_in_a.push(source_users[0]),
+            (true, _) => matching.held_targets.extend(target_users.iter().map(|(_, u)| *u)),
+            (false, [(_, target)]) => matching.matched.push((source_users[0].1, *target)),
+            (false, _) => matching.only_in_a.push(source_users[0].1),
         }
     }
-    for (k, target_users) in &target_keys {
-        if source_keys.contains_key(k) {
+    for target_users in target_keys.chunk_by(|a, b| a.0 == b.0) {
+        if !holding(&source_keys, &target_users[0].0).is_empty() {
             continue;
         }
         if target_users.len() > 1 {
-            matching.ambiguous.push(ambiguity(k, Side::TenantB, target_users));
-            matching.held_targets.extend(target_users.iter().copied());
+            matching.ambiguous.push(ambiguity(Side::TenantB, target_users));
+            matching.held_targets.extend(target_users.iter().map(|(_, u)| *u));
         } else {
-            matching.only_in_b.push(target_users[0]);
+            matching.only_in_b.push(target_users[0].1);
         }
     }
     matching
@@ -158,6 +190,19 @@ mod tests {
         let m = match_users(&MatchKey::parse("upn-local-part").unwrap(), &a, &b);
         assert_eq!(m.matched.len(), 1);
         assert!(m.only_in_a.is_empty() && m.only_in_b.is_empty());
+    }
+
+    #[test]
+    fn keys_fold_case_beyond_ascii_whether_borrowed_or_lowered() {
+        let a = [user("ÄRNE@a.example").build(), user("bo@a.example").build(), user("Cy@a.example").build()];
+        let b = [user("ärne@b.example").build(), user("BO@b.example").build(), user("cy@b.example").build()];
+        let m = match_users(&MatchKey::parse("upn-local-part").unwrap(), &a, &b);
+        let pairs: Vec<(&str, &str)> =
+            m.matched.iter().map(|(s, t)| (s.user_principal_name.as_str(), t.user_principal_name.as_str())).collect();
+        assert_eq!(
+            pairs,
+            [("bo@a.example", "BO@b.example"), ("Cy@a.example", "cy@b.example"), ("ÄRNE@a.example", "ärne@b.example")]
+        );
     }
 
     #[test]
