@@ -288,7 +288,14 @@ pub fn plan(observed: &Observed, settings: &PlanSettings) -> Plan {
     };
 
     // 1. Match every pair; collect each target user's desired values.
-    let mut desires: BTreeMap<&UserId, Desire<'_>> = BTreeMap::new();
+    // Built at once from every Tenant B user (full B-tree nodes); the loops below only fill entries in.
+    let mut desires: BTreeMap<&UserId, Desire<'_>> = observed
+        .pairs
+        .iter()
+        .flat_map(|pair| &pair.target_users)
+        .chain(&observed.departed_targets)
+        .map(|user| (&user.id, Desire { user: Some(user), ..Desire::default() }))
+        .collect();
     for pair in &observed.pairs {
         let matching = match_users(&settings.match_key, &pair.source_users, &pair.target_users);
         let mut outcome = PairOutcome {
@@ -309,9 +316,6 @@ pub fn plan(observed: &Observed, settings: &PlanSettings) -> Plan {
             non_user_members_a: pair.source_non_user_members,
             non_user_members_b: pair.target_non_user_members,
         };
-        for target in pair.target_users.iter() {
-            desires.entry(&target.id).or_default().user = Some(target);
-        }
         for target in &matching.held_targets {
             desires.entry(&target.id).or_default().details().held = Some(HELD_AMBIGUOUS.to_owned());
         }
@@ -362,9 +366,6 @@ pub fn plan(observed: &Observed, settings: &PlanSettings) -> Plan {
         outcome.only_in_a.sort();
         outcome.only_in_b.sort();
         result.pairs.push(outcome);
-    }
-    for departed in &observed.departed_targets {
-        desires.entry(&departed.id).or_default().user = Some(departed);
     }
     for (id, desire) in desires.iter_mut() {
         fit_certificate_values(desire, ledger.owned(id));
