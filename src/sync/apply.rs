@@ -28,26 +28,30 @@ pub struct Applied {
 const LEDGER_ATTEMPTS: u32 = 8;
 const REREAD_SELECT: &[&str] = &["id", "userPrincipalName", "onPremisesSyncEnabled", "authorizationInfo"];
 
-fn failed_all(plan: &Plan, message: String) -> Applied {
-    let error = ErrorDetail { status: None, code: None, message, request_id: None };
-    Applied {
-        changes: plan
-            .changes
-            .iter()
-            .map(|c| ChangeResult { change: c.clone(), status: ChangeStatus::Failed, error: Some(error.clone()) })
-            .collect(),
-        ..Applied::default()
-    }
+/// Users re-read and written per round. A round bounds what apply holds besides the results (the fresh reads and the
+/// write bodies) whatever the size of the plan; 2,000 users are 100 `$batch` requests, enough to keep the client's
+/// concurrency busy. At 100,000 users, holding every fresh read and write body at once was a third of a first
+/// sync's peak memory (BENCHMARKS.md).
+const USERS_PER_ROUND: usize = 2_000;
+
+fn failed(change: UserChange, error: ErrorDetail) -> ChangeResult {
+    ChangeResult { change, status: ChangeStatus::Failed, error: Some(Box::new(error)) }
 }
 
-pub async fn apply(plan: &Plan, target: &GraphClient, state: &dyn BlobStore, ledger_blob: &str) -> Applied {
+fn not_written(message: &str) -> ErrorDetail {
+    ErrorDetail { status: None, code: None, message: message.to_owned(), request_id: None }
+}
+
+/// Applies the plan's changes, consuming them: each becomes its result without a copy.
+pub async fn apply(plan: Plan, target: &GraphClient, state: &dyn BlobStore, ledger_blob: &str) -> Applied {
     if plan.is_empty() {
         return Applied::default();
     }
+    let Plan { changes, ledger_after, .. } = plan;
 
     // 1. Claim what we are about to add, before it is on any user.
     let claims: Vec<(&UserId, &[String])> =
-        plan.changes.iter().filter(|c| !c.add.is_empty()).map(|c| (&c.user.id, c.add.as_slice())).collect();
+        changes.iter().filter(|c| !c.add.is_empty()).map(|c| (&c.user.id, c.add.as_slice())).collect();
     if !claims.is_empty() {
         let claimed = update_json::<Ledger, _>(state, ledger_blob, LEDGER_ATTEMPTS, |current| {
             let mut ledger = current.unwrap_or_else(Ledger::new);
@@ -58,104 +62,33 @@ pub async fn apply(plan: &Plan, target: &GraphClient, state: &dyn BlobStore, led
         })
         .await;
         if let Err(error) = claimed {
-            return failed_all(plan, format!("not written: the ownership ledger could not be updated first ({error})"));
+            let error = not_written(&format!("not written: the ownership ledger could not be updated first ({error})"));
+            return Applied {
+                changes: changes.into_iter().map(|c| failed(c, error.clone())).collect(),
+                ..Applied::default()
+            };
         }
     }
 
-    // 2. Re-read every user just before writing.
-    let ids: Vec<UserId> = plan.changes.iter().map(|c| c.user.id.clone()).collect();
-    let fresh: BTreeMap<UserId, Option<DirectoryUser>> = match target.get_users(&ids, REREAD_SELECT).await {
-        Ok(users) => users.into_iter().collect(),
-        Err(error) => {
-            return failed_all(plan, format!("not written: re-reading the users before writing failed ({error})"));
-        }
-    };
-
+    // 2. Users losing values first, every one of them before any other, so a value moving between users is free when
+    // its new holder is written. Round by round, each round's users re-read just before they are written.
     let mut applied = Applied::default();
-    let mut pending: Vec<(UserChange, Vec<String>)> = Vec::new();
-    for change in &plan.changes {
-        let Some(Some(user)) = fresh.get(&change.user.id) else {
-            applied.changes.push(ChangeResult {
-                change: change.clone(),
-                status: ChangeStatus::Failed,
-                error: Some(ErrorDetail {
-                    status: Some(404),
-                    code: Some("Request_ResourceNotFound".into()),
-                    message: "the user was deleted before it could be written".into(),
-                    request_id: None,
-                }),
-            });
-            continue;
-        };
-        let current = &user.certificate_user_ids;
-        let mut add = change.add.clone();
-        let mut after = merge(current, &add, &change.remove);
-        // An administrator may have added values since the plan: never exceed the limit, drop our newest additions.
-        while after.len() > MAX_VALUES_PER_USER && !add.is_empty() {
-            let dropped = add.pop().expect("not empty");
-            applied.skipped.push(Skip {
-                user: change.user.clone(),
-                side: super::matching::Side::TenantB,
-                reason: format!("would exceed the limit of {MAX_VALUES_PER_USER} values after a concurrent edit; not added: {dropped}"),
-            });
-            after = merge(current, &add, &change.remove);
-        }
-        let mut change = change.clone();
-        change.before = current.clone();
-        change.add = add;
-        change.after = after.clone();
-        if after == *current {
-            applied.changes.push(ChangeResult { change, status: ChangeStatus::AlreadyApplied, error: None });
-        } else {
-            pending.push((change, after));
-        }
-    }
-
-    // 3. Users losing values first, so a value moving between users is free when the new holder is written.
-    let (first, second): (Vec<_>, Vec<_>) = pending.into_iter().partition(|(c, _)| !c.remove.is_empty());
-    for phase in [first, second] {
-        if phase.is_empty() {
-            continue;
-        }
-        let writes: Vec<(UserId, Vec<String>)> =
-            phase.iter().map(|(c, after)| (c.user.id.clone(), after.clone())).collect();
-        let mut outcomes: BTreeMap<UserId, _> = target.set_certificate_user_ids(writes).await.into_iter().collect();
-        for (change, _) in phase {
-            match outcomes.remove(&change.user.id) {
-                Some(Ok(())) => {
-                    applied.changes.push(ChangeResult { change, status: ChangeStatus::Applied, error: None })
-                }
-                Some(Err(error)) => {
-                    if error.is_uniqueness_conflict() {
-                        for value in &change.add {
-                            if let Ok(holders) = target.find_certificate_user_id_holders(value).await {
-                                for (holder_id, upn) in holders.into_iter().filter(|(id, _)| *id != change.user.id) {
-                                    applied.conflicts.push(Conflict {
-                                        user: change.user.clone(),
-                                        value: value.clone(),
-                                        holder_id: holder_id.to_string(),
-                                        holder_user_principal_name: Some(upn),
-                                    });
-                                }
-                            }
-                        }
-                    }
-                    applied.changes.push(ChangeResult {
-                        change,
-                        status: ChangeStatus::Failed,
-                        error: Some(ErrorDetail::from(&error)),
-                    });
-                }
-                None => applied.changes.push(ChangeResult {
-                    change,
-                    status: ChangeStatus::Failed,
-                    error: Some(ErrorDetail {
-                        status: None,
-                        code: None,
-                        message: "Graph returned no result for this write".into(),
-                        request_id: None,
-                    }),
-                }),
+    let (losing, gaining): (Vec<_>, Vec<_>) = changes.into_iter().partition(|c| !c.remove.is_empty());
+    let mut reread_failed: Option<ErrorDetail> = None;
+    for phase in [losing, gaining] {
+        let mut phase = phase.into_iter();
+        loop {
+            let round: Vec<UserChange> = phase.by_ref().take(USERS_PER_ROUND).collect();
+            if round.is_empty() {
+                break;
+            }
+            if let Some(error) = &reread_failed {
+                applied.changes.extend(round.into_iter().map(|c| failed(c, error.clone())));
+                continue;
+            }
+            if let Err((round, error)) = write_round(round, target, &mut applied).await {
+                applied.changes.extend(round.into_iter().map(|c| failed(c, error.clone())));
+                reread_failed = Some(error);
             }
         }
     }
@@ -176,15 +109,10 @@ pub async fn apply(plan: &Plan, target: &GraphClient, state: &dyn BlobStore, led
                 ChangeStatus::Failed | ChangeStatus::Planned => {}
             }
         }
-        let others: BTreeSet<UserId> = ledger
-            .users
-            .keys()
-            .chain(plan.ledger_after.users.keys())
-            .filter(|id| !changed.contains(id))
-            .cloned()
-            .collect();
+        let others: BTreeSet<UserId> =
+            ledger.users.keys().chain(ledger_after.users.keys()).filter(|id| !changed.contains(id)).cloned().collect();
         for id in others {
-            ledger.set(id.clone(), plan.ledger_after.owned(&id).to_vec());
+            ledger.set(id.clone(), ledger_after.owned(&id).to_vec());
         }
         ledger
     })
@@ -195,4 +123,94 @@ pub async fn apply(plan: &Plan, target: &GraphClient, state: &dyn BlobStore, led
         ));
     }
     applied
+}
+
+/// Re-reads one round's users and writes those whose list still changes. When the re-read fails nothing of the
+/// round is written, and the round comes back with the reason.
+async fn write_round(
+    round: Vec<UserChange>,
+    target: &GraphClient,
+    applied: &mut Applied,
+) -> Result<(), (Vec<UserChange>, ErrorDetail)> {
+    let ids: Vec<UserId> = round.iter().map(|c| c.user.id.clone()).collect();
+    let fresh: BTreeMap<UserId, Option<DirectoryUser>> = match target.get_users(&ids, REREAD_SELECT).await {
+        Ok(users) => users.into_iter().collect(),
+        Err(error) => {
+            let message = format!("not written: re-reading the users before writing failed ({error})");
+            return Err((round, not_written(&message)));
+        }
+    };
+    drop(ids);
+
+    let mut pending: Vec<(UserChange, Vec<String>)> = Vec::new();
+    for mut change in round {
+        let Some(Some(user)) = fresh.get(&change.user.id) else {
+            applied.changes.push(failed(
+                change,
+                ErrorDetail {
+                    status: Some(404),
+                    code: Some("Request_ResourceNotFound".into()),
+                    message: "the user was deleted before it could be written".into(),
+                    request_id: None,
+                },
+            ));
+            continue;
+        };
+        let current = &user.certificate_user_ids;
+        let mut after = merge(current, &change.add, &change.remove);
+        // An administrator may have added values since the plan: never exceed the limit, drop our newest additions.
+        while after.len() > MAX_VALUES_PER_USER {
+            let Some(dropped) = change.add.pop() else { break };
+            applied.skipped.push(Skip {
+                user: change.user.clone(),
+                side: super::matching::Side::TenantB,
+                reason: format!("would exceed the limit of {MAX_VALUES_PER_USER} values after a concurrent edit; not added: {dropped}"),
+            });
+            after = merge(current, &change.add, &change.remove);
+        }
+        change.before.clone_from(current);
+        change.after.clone_from(&after);
+        if after == *current {
+            applied.changes.push(ChangeResult { change, status: ChangeStatus::AlreadyApplied, error: None });
+        } else {
+            pending.push((change, after));
+        }
+    }
+    drop(fresh);
+    if pending.is_empty() {
+        return Ok(());
+    }
+
+    let (changes, writes): (Vec<UserChange>, Vec<(UserId, Vec<String>)>) = pending
+        .into_iter()
+        .map(|(change, after)| {
+            let id = change.user.id.clone();
+            (change, (id, after))
+        })
+        .unzip();
+    let mut outcomes: BTreeMap<UserId, _> = target.set_certificate_user_ids(writes).await.into_iter().collect();
+    for change in changes {
+        match outcomes.remove(&change.user.id) {
+            Some(Ok(())) => applied.changes.push(ChangeResult { change, status: ChangeStatus::Applied, error: None }),
+            Some(Err(error)) => {
+                if error.is_uniqueness_conflict() {
+                    for value in &change.add {
+                        if let Ok(holders) = target.find_certificate_user_id_holders(value).await {
+                            for (holder_id, upn) in holders.into_iter().filter(|(id, _)| *id != change.user.id) {
+                                applied.conflicts.push(Conflict {
+                                    user: change.user.clone(),
+                                    value: value.clone(),
+                                    holder_id: holder_id.to_string(),
+                                    holder_user_principal_name: Some(upn),
+                                });
+                            }
+                        }
+                    }
+                }
+                applied.changes.push(failed(change, ErrorDetail::from(&error)));
+            }
+            None => applied.changes.push(failed(change, not_written("Graph returned no result for this write"))),
+        }
+    }
+    Ok(())
 }

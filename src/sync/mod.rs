@@ -468,13 +468,13 @@ impl SyncService {
         if dry_run {
             report.changes = plan
                 .changes
-                .iter()
-                .map(|c| report::ChangeResult { change: c.clone(), status: ChangeStatus::Planned, error: None })
+                .into_iter()
+                .map(|change| report::ChangeResult { change, status: ChangeStatus::Planned, error: None })
                 .collect();
             report.outcome = RunOutcome::Skipped { reason: "dry run: the plan above was not applied".to_owned() };
             return;
         }
-        let applied = apply::apply(&plan, &self.target, stores.state.as_ref(), ledger_blob).await;
+        let applied = apply::apply(plan, &self.target, stores.state.as_ref(), ledger_blob).await;
         report.changes = applied.changes;
         report.conflicts.extend(applied.conflicts);
         report.skipped.extend(applied.skipped);

@@ -88,8 +88,9 @@ pub struct ChangeResult {
     #[serde(flatten)]
     pub change: UserChange,
     pub status: ChangeStatus,
+    /// Boxed: one result per change, and most have no error.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<ErrorDetail>,
+    pub error: Option<Box<ErrorDetail>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
