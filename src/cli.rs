@@ -145,7 +145,14 @@ async fn run(cli: Cli) -> ExitCode {
                 .run(RunRequest { trigger: Trigger::Cli, dry_run, allow_mass_removal, invocation_id: None })
                 .await;
             if json {
-                println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+                // Streamed: at 100,000 users the report is tens of MB of JSON.
+                let mut stdout = std::io::stdout().lock();
+                let written = serde_json::to_writer_pretty(&mut stdout, &report)
+                    .map_err(std::io::Error::from)
+                    .and_then(|()| std::io::Write::write_all(&mut stdout, b"\n"));
+                if let Err(error) = written {
+                    tracing::error!(%error, "the report could not be written to stdout");
+                }
             } else {
                 println!("{}", report.to_text());
             }

@@ -66,13 +66,17 @@ pub enum UploadOutcome {
     FellBackToStdout { error: StorageError },
 }
 
+/// Makes one body of a run log. Bodies are made when they are sent, one at a time (and again for a retry), rather than
+/// held together: at 100,000 users each is tens of MB.
+pub type LogBody<'a, T> = &'a (dyn Fn() -> T + Sync);
+
 /// Upload the run's text log and JSON report; on final failure print the text to stdout. Never fails, never panics.
 pub async fn upload_run_log(
     store: &dyn BlobStore,
     started: OffsetDateTime,
     run_id: &str,
-    text: &str,
-    json: &[u8],
+    text: LogBody<'_, String>,
+    json: LogBody<'_, Vec<u8>>,
     retry: RetryPolicy,
 ) -> UploadOutcome {
     upload_run_log_with_fallback(store, started, run_id, text, json, retry, &mut std::io::stdout()).await
@@ -84,8 +88,8 @@ pub async fn upload_run_log_with_fallback(
     store: &dyn BlobStore,
     started: OffsetDateTime,
     run_id: &str,
-    text: &str,
-    json: &[u8],
+    text: LogBody<'_, String>,
+    json: LogBody<'_, Vec<u8>>,
     retry: RetryPolicy,
     fallback: &mut (dyn Write + Send),
 ) -> UploadOutcome {
@@ -93,7 +97,7 @@ pub async fn upload_run_log_with_fallback(
     tracing::Span::current().record("blob", log_blob.as_str());
 
     let uploaded = async {
-        put_with_retry(store, &log_blob, text.as_bytes(), "text/plain; charset=utf-8", retry).await?;
+        put_with_retry(store, &log_blob, &|| text().into_bytes(), "text/plain; charset=utf-8", retry).await?;
         put_with_retry(store, &json_blob, json, "application/json", retry).await
     }
     .await;
@@ -104,7 +108,7 @@ pub async fn upload_run_log_with_fallback(
             let reason = chain(&error);
             tracing::error!(error = %reason, "run log upload failed; printing the run log to stdout");
             // Printing is best effort: if stdout is gone too there is nowhere left to report to.
-            let _ = print_fallback(fallback, run_id, &log_blob, &reason, text);
+            let _ = print_fallback(fallback, run_id, &log_blob, &reason, &text());
             UploadOutcome::FellBackToStdout { error }
         }
     }
@@ -113,14 +117,14 @@ pub async fn upload_run_log_with_fallback(
 async fn put_with_retry(
     store: &dyn BlobStore,
     name: &str,
-    body: &[u8],
+    body: LogBody<'_, Vec<u8>>,
     content_type: &str,
     retry: RetryPolicy,
 ) -> Result<(), StorageError> {
     let mut attempt = 0;
     loop {
         attempt += 1;
-        match store.put(name, body.to_vec(), content_type).await {
+        match store.put(name, body(), content_type).await {
             Ok(()) => return Ok(()),
             Err(error) if attempt < retry.max_attempts && error.is_transient() => {
                 let pause = retry.backoff(attempt);

@@ -72,7 +72,7 @@ pub async fn apply(plan: Plan, target: &GraphClient, state: &dyn BlobStore, ledg
 
     // 2. Users losing values first, every one of them before any other, so a value moving between users is free when
     // its new holder is written. Round by round, each round's users re-read just before they are written.
-    let mut applied = Applied::default();
+    let mut applied = Applied { changes: Vec::with_capacity(changes.len()), ..Applied::default() };
     let (losing, gaining): (Vec<_>, Vec<_>) = changes.into_iter().partition(|c| !c.remove.is_empty());
     let mut reread_failed: Option<ErrorDetail> = None;
     for phase in [losing, gaining] {

@@ -242,11 +242,11 @@ impl SyncService {
                 // The report says where its log is: fill that in optimistically, then correct it on failure.
                 let (log_blob, _) = crate::storage::run_log_names(started, &run_id);
                 report.log_location = Some(format!("{}/{log_blob}", self.settings.storage.log_container));
-                let text = report.to_text();
-                let json = serde_json::to_vec_pretty(&report).unwrap_or_default();
-                if let UploadOutcome::FellBackToStdout { error } =
-                    upload_run_log(stores.logs.as_ref(), started, &run_id, &text, &json, LOG_UPLOAD_RETRY).await
-                {
+                let text = || report.to_text();
+                let json = || serde_json::to_vec_pretty(&report).unwrap_or_default();
+                let outcome =
+                    upload_run_log(stores.logs.as_ref(), started, &run_id, &text, &json, LOG_UPLOAD_RETRY).await;
+                if let UploadOutcome::FellBackToStdout { error } = outcome {
                     report.log_location = Some("stdout".to_owned());
                     report.log_upload_error = Some(crate::error_chain(&error));
                 }

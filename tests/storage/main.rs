@@ -185,8 +185,8 @@ mod contract {
             store.as_ref(),
             started,
             "run-1",
-            "line one\nline two\n",
-            br#"{"ok":true}"#,
+            &|| "line one\nline two\n".to_owned(),
+            &|| br#"{"ok":true}"#.to_vec(),
             RetryPolicy::default(),
         )
         .await;
@@ -269,8 +269,8 @@ async fn upload_run_log_with_azurite_stopped_falls_back_to_stdout() {
         &store,
         datetime!(2024-06-30 12:00:00 UTC),
         "run-42",
-        text,
-        b"{}",
+        &|| text.to_owned(),
+        &|| b"{}".to_vec(),
         retry,
         &mut stdout,
     )
