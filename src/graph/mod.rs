@@ -28,4 +28,4 @@ pub use error::{GraphError, operation};
 pub use intune_beta::{CertificateStateRecord, CloudCertificationAuthority, LeafCertificateRecord};
 pub use metrics::GraphMetrics;
 pub use subscriptions::{NewSubscription, Subscription};
-pub use users::{DirectoryUser, GroupMembers, MembershipScope, USER_SELECT};
+pub use users::{DirectoryUser, GroupMembers, MembershipScope, TARGET_SELECT, USER_SELECT};

@@ -20,22 +20,68 @@ pub const USER_SELECT: &[&str] = &[
     "authorizationInfo",
 ];
 
+/// What writing a Tenant B user depends on: who it is, whether it is synchronized from on-premises (then only Entra
+/// Connect may write it), and its certificateUserIds. Member reads of Tenant B add only the match key to this: every
+/// other property would be read, parsed and held for each member and never used.
+pub const TARGET_SELECT: &[&str] = &["id", "userPrincipalName", "onPremisesSyncEnabled", "authorizationInfo"];
+
 /// Properties [`DirectoryUser`] needs whatever the caller selects.
 pub(crate) const REQUIRED_SELECT: &[&str] = &["id", "userPrincipalName"];
 
-/// A user of either tenant.
+/// A user of either tenant. One is held per member of every group of a run (200,000 at 100,000 users per tenant), so
+/// what most reads do not select lives in a box that is only there when it holds something (BENCHMARKS.md).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DirectoryUser {
     pub id: UserId,
     pub user_principal_name: String,
-    pub mail: Option<String>,
-    pub employee_id: Option<String>,
-    pub on_premises_sam_account_name: Option<String>,
     pub on_premises_sync_enabled: Option<bool>,
     /// `authorizationInfo.certificateUserIds`; empty when absent or null.
     pub certificate_user_ids: Vec<String>,
+    /// The other selected properties that have a value; `None` when none has.
+    pub attributes: Option<Box<UserAttributes>>,
+}
+
+/// The properties a match key or a template may read besides the UPN.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserAttributes {
+    pub mail: Option<String>,
+    pub employee_id: Option<String>,
+    pub on_premises_sam_account_name: Option<String>,
     /// Every other string property that was selected (e.g. `extension_<appid>_attr`, `displayName`).
     pub extensions: BTreeMap<String, String>,
+}
+
+impl UserAttributes {
+    fn is_empty(&self) -> bool {
+        self.mail.is_none()
+            && self.employee_id.is_none()
+            && self.on_premises_sam_account_name.is_none()
+            && self.extensions.is_empty()
+    }
+}
+
+impl DirectoryUser {
+    pub fn mail(&self) -> Option<&str> {
+        self.attributes.as_ref()?.mail.as_deref()
+    }
+
+    pub fn employee_id(&self) -> Option<&str> {
+        self.attributes.as_ref()?.employee_id.as_deref()
+    }
+
+    pub fn on_premises_sam_account_name(&self) -> Option<&str> {
+        self.attributes.as_ref()?.on_premises_sam_account_name.as_deref()
+    }
+
+    /// A selected property other than the named ones (an extension attribute, `displayName`…).
+    pub fn extension(&self, name: &str) -> Option<&str> {
+        self.attributes.as_ref()?.extensions.get(name).map(String::as_str)
+    }
+
+    /// The attributes, to set one (fixtures and tests).
+    pub fn attributes_mut(&mut self) -> &mut UserAttributes {
+        self.attributes.get_or_insert_default()
+    }
 }
 
 /// Members of a group as read through the `microsoft.graph.user` cast.
@@ -138,15 +184,18 @@ impl RawUser {
         let mut certificate_user_ids = self.certificate_user_ids;
         // Most users hold one value: do not keep room for four.
         certificate_user_ids.shrink_to_fit();
-        Ok(DirectoryUser {
-            id,
-            user_principal_name,
+        let attributes = UserAttributes {
             mail: self.mail,
             employee_id: self.employee_id,
             on_premises_sam_account_name: self.on_premises_sam_account_name,
+            extensions: self.extensions,
+        };
+        Ok(DirectoryUser {
+            id,
+            user_principal_name,
             on_premises_sync_enabled: self.on_premises_sync_enabled,
             certificate_user_ids,
-            extensions: self.extensions,
+            attributes: (!attributes.is_empty()).then(|| Box::new(attributes)),
         })
     }
 }
@@ -441,12 +490,13 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(user.id.as_str(), "6e7b768e-07e2-4810-8459-485f84f8f204");
-        assert_eq!(user.mail, None);
-        assert_eq!(user.employee_id.as_deref(), Some("42"));
+        assert_eq!(user.mail(), None);
+        assert_eq!(user.employee_id(), Some("42"));
         assert_eq!(user.on_premises_sync_enabled, Some(true));
         assert_eq!(user.certificate_user_ids, vec!["X509:<PN>ada@contoso.com"]);
-        assert_eq!(user.extensions.len(), 1, "{:?}", user.extensions);
-        assert_eq!(user.extensions["extension_abc_badge"], "B-1");
+        let extensions = &user.attributes.as_ref().unwrap().extensions;
+        assert_eq!(extensions.len(), 1, "{extensions:?}");
+        assert_eq!(extensions["extension_abc_badge"], "B-1");
     }
 
     #[test]
@@ -495,16 +545,16 @@ mod tests {
             }
         }
         let Member::User(ada) = &members[0] else { panic!("{:?}", members[0]) };
-        assert_eq!(ada.mail, None, "a number is not a mail address");
+        assert_eq!(ada.mail(), None, "a number is not a mail address");
         assert_eq!(ada.on_premises_sync_enabled, None);
         assert_eq!(ada.certificate_user_ids, ["X509:<PN>ada", "X509:<S>CN=ada"]);
-        assert_eq!(ada.extensions.keys().collect::<Vec<_>>(), ["extension_abc_badge"]);
+        assert_eq!(ada.attributes.as_ref().unwrap().extensions.keys().collect::<Vec<_>>(), ["extension_abc_badge"]);
         assert!(matches!(members[1], Member::NotAUser));
         assert!(matches!(&members[2], Member::Unreadable(r) if r.contains("no userPrincipalName")));
         assert!(matches!(&members[5], Member::Unreadable(r) if r == "the user is not a JSON object"));
         let Member::User(last) = &members[9] else { panic!("{:?}", members[9]) };
         assert_eq!(last.user_principal_name, "bé@contoso.com");
-        assert!(last.certificate_user_ids.is_empty() && last.extensions.is_empty(), "{last:?}");
+        assert!(last.certificate_user_ids.is_empty() && last.attributes.is_none(), "{last:?}");
     }
 
     #[test]

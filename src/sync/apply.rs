@@ -11,7 +11,7 @@ use super::ledger::Ledger;
 use super::plan::{Conflict, Plan, Skip, UserChange, merge};
 use super::report::{ChangeResult, ChangeStatus, ErrorDetail};
 use crate::domain::{MAX_VALUES_PER_USER, UserId};
-use crate::graph::{DirectoryUser, GraphClient};
+use crate::graph::{DirectoryUser, GraphClient, TARGET_SELECT};
 use crate::storage::{BlobStore, update_json};
 
 /// What apply did.
@@ -26,7 +26,6 @@ pub struct Applied {
 
 /// Read-modify-write attempts on the ledger before giving up (a conflict means another writer got in between).
 const LEDGER_ATTEMPTS: u32 = 8;
-const REREAD_SELECT: &[&str] = &["id", "userPrincipalName", "onPremisesSyncEnabled", "authorizationInfo"];
 
 /// Users re-read and written per round. A round bounds what apply holds besides the results (the fresh reads and the
 /// write bodies) whatever the size of the plan; 2,000 users are 100 `$batch` requests, enough to keep the client's
@@ -133,7 +132,7 @@ async fn write_round(
     applied: &mut Applied,
 ) -> Result<(), (Vec<UserChange>, ErrorDetail)> {
     let ids: Vec<UserId> = round.iter().map(|c| c.user.id.clone()).collect();
-    let fresh: BTreeMap<UserId, Option<DirectoryUser>> = match target.get_users(&ids, REREAD_SELECT).await {
+    let fresh: BTreeMap<UserId, Option<DirectoryUser>> = match target.get_users(&ids, TARGET_SELECT).await {
         Ok(users) => users.into_iter().collect(),
         Err(error) => {
             let message = format!("not written: re-reading the users before writing failed ({error})");

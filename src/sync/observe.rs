@@ -18,7 +18,7 @@ use super::plan::{Observed, ObservedPair};
 use super::template::Attribute;
 use crate::config::SyncSettings;
 use crate::domain::{GroupId, UserId};
-use crate::graph::{DirectoryUser, GraphClient, GraphError, GroupMembers, MembershipScope, USER_SELECT};
+use crate::graph::{DirectoryUser, GraphClient, GraphError, GroupMembers, MembershipScope, TARGET_SELECT};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ObserveError {
@@ -39,8 +39,8 @@ pub enum ObserveError {
     },
 }
 
-/// The properties to read on each side: the match key and every template attribute, plus on Tenant B the
-/// certificateUserIds and sync state. `authorizationInfo` is only returned when selected [group-list-members].
+/// The properties to read on each side: on Tenant A the match key and every template attribute, on Tenant B the
+/// match key and what a write depends on ([`TARGET_SELECT`]). `authorizationInfo` is only returned when selected [group-list-members].
 pub fn selects(settings: &SyncSettings) -> (Vec<String>, Vec<String>) {
     let mut source: Vec<String> = vec!["id".into(), "userPrincipalName".into()];
     let extra = |attribute: &Attribute, list: &mut Vec<String>| {
@@ -55,7 +55,7 @@ pub fn selects(settings: &SyncSettings) -> (Vec<String>, Vec<String>) {
             extra(attribute, &mut source);
         }
     }
-    let mut target: Vec<String> = USER_SELECT.iter().map(|s| s.to_string()).collect();
+    let mut target: Vec<String> = TARGET_SELECT.iter().map(|s| s.to_string()).collect();
     extra(settings.match_key.attribute(), &mut target);
     (source, target)
 }

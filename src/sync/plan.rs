@@ -372,7 +372,8 @@ pub fn plan(observed: &Observed, settings: &PlanSettings) -> Plan {
     }
 
     // 2. Removals first, so the additions below know which values are being freed.
-    let mut holders: HashMap<&str, &DirectoryUser> = HashMap::new();
+    let held_values = desires.values().filter_map(|d| d.user).map(|u| u.certificate_user_ids.len()).sum();
+    let mut holders: HashMap<&str, &DirectoryUser> = HashMap::with_capacity(held_values);
     for desire in desires.values() {
         if let Some(user) = desire.user {
             for value in &user.certificate_user_ids {
@@ -504,7 +505,7 @@ pub fn plan(observed: &Observed, settings: &PlanSettings) -> Plan {
         }
         // The ledger keeps only owned values still on the user, plus what this run adds.
         let owned = ledger.owned(id);
-        let after = merge(current, &add, &remove);
+        let mut after = merge(current, &add, &remove);
         let mut kept: Vec<String> = owned.iter().filter(|v| after.contains(v)).cloned().collect();
         for value in &add {
             if !kept.contains(value) {
@@ -519,6 +520,9 @@ pub fn plan(observed: &Observed, settings: &PlanSettings) -> Plan {
             }
             continue;
         }
+        // One change per user that changes (every user of a first sync): no spare room in its lists.
+        add.shrink_to_fit();
+        after.shrink_to_fit();
         result.changes.push(UserChange { user: user_ref, before: current.clone(), after, add, remove });
     }
     result.ledger_changed =

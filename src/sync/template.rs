@@ -110,10 +110,10 @@ impl Attribute {
         let value = match self {
             Self::Upn => Some(user.user_principal_name.as_str()),
             Self::LocalPart => user.user_principal_name.split('@').next(),
-            Self::Mail => user.mail.as_deref(),
-            Self::EmployeeId => user.employee_id.as_deref(),
-            Self::SamAccountName => user.on_premises_sam_account_name.as_deref(),
-            Self::Extension(name) => user.extensions.get(name).map(String::as_str),
+            Self::Mail => user.mail(),
+            Self::EmployeeId => user.employee_id(),
+            Self::SamAccountName => user.on_premises_sam_account_name(),
+            Self::Extension(name) => user.extension(name),
         };
         value.map(str::trim).filter(|v| !v.is_empty())
     }

@@ -1,7 +1,5 @@
 //! Fixtures for unit tests: users that read like the scenario (`user("alice@a.example").mail(..).build()`).
 
-use std::collections::BTreeMap;
-
 use crate::domain::UserId;
 use crate::graph::DirectoryUser;
 
@@ -11,12 +9,9 @@ pub fn user(upn: &str) -> UserBuilder {
     UserBuilder(DirectoryUser {
         id: UserId::parse(&uuid::Uuid::new_v4().to_string()).expect("uuid"),
         user_principal_name: upn.to_owned(),
-        mail: None,
-        employee_id: None,
-        on_premises_sam_account_name: None,
         on_premises_sync_enabled: None,
         certificate_user_ids: Vec::new(),
-        extensions: BTreeMap::new(),
+        attributes: None,
     })
 }
 
@@ -26,7 +21,7 @@ impl UserBuilder {
         self
     }
     pub fn mail(mut self, mail: &str) -> Self {
-        self.0.mail = Some(mail.to_owned());
+        self.0.attributes_mut().mail = Some(mail.to_owned());
         self
     }
     pub fn synced(mut self) -> Self {

@@ -39,8 +39,8 @@ async fn a_2500_member_group_is_read_in_three_pages_of_999_with_non_users_counte
     assert_eq!(members.unreadable_users, 0);
     let holder = members.users.iter().find(|u| u.id == users[1_234]).expect("the holder is listed");
     assert_eq!(holder.certificate_user_ids, vec!["X509:<PN>user1234@big.test"]);
-    assert_eq!(holder.employee_id.as_deref(), Some("E-1234"));
-    assert_eq!(holder.mail.as_deref(), Some("user1234@big.test"));
+    assert_eq!(holder.employee_id(), Some("E-1234"));
+    assert_eq!(holder.mail(), Some("user1234@big.test"));
 
     // Assert: three pages of the user cast, with $top=999, $select and $count, then one $count of all members.
     let requests = graph.graph_requests();
@@ -118,8 +118,8 @@ async fn selected_extension_attributes_are_returned_by_name() {
         client.group_members(&GroupId::parse(&group).unwrap(), MembershipScope::Direct, &select).await.unwrap();
 
     let read = &members.users[0];
-    assert_eq!(read.extensions.get("extension_abc_badge").map(String::as_str), Some("B-7"));
-    assert_eq!(read.on_premises_sam_account_name.as_deref(), Some("EXT7"));
+    assert_eq!(read.extension("extension_abc_badge"), Some("B-7"));
+    assert_eq!(read.on_premises_sam_account_name(), Some("EXT7"));
 }
 
 #[tokio::test]
