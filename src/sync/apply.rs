@@ -46,7 +46,7 @@ pub async fn apply(plan: Plan, target: &GraphClient, state: &dyn BlobStore, ledg
     if plan.is_empty() {
         return Applied::default();
     }
-    let Plan { changes, ledger_after, .. } = plan;
+    let Plan { mut changes, ledger_after, .. } = plan;
 
     // 1. Claim what we are about to add, before it is on any user.
     let claims: Vec<(&UserId, &[String])> =
@@ -72,15 +72,20 @@ pub async fn apply(plan: Plan, target: &GraphClient, state: &dyn BlobStore, ledg
     // 2. Users losing values first, every one of them before any other, so a value moving between users is free when
     // its new holder is written. Round by round, each round's users re-read just before they are written.
     let mut applied = Applied { changes: Vec::with_capacity(changes.len()), ..Applied::default() };
-    let (losing, gaining): (Vec<_>, Vec<_>) = changes.into_iter().partition(|c| !c.remove.is_empty());
+    // Sorted in place (stable) rather than split into two new lists: at 100,000 changes each list is 16 MB.
+    changes.sort_by_key(|c| c.remove.is_empty());
+    let losing = changes.iter().take_while(|c| !c.remove.is_empty()).count();
+    let phases = [losing, changes.len() - losing];
+    let mut changes = changes.into_iter();
     let mut reread_failed: Option<ErrorDetail> = None;
-    for phase in [losing, gaining] {
-        let mut phase = phase.into_iter();
-        loop {
-            let round: Vec<UserChange> = phase.by_ref().take(USERS_PER_ROUND).collect();
+    for phase in phases {
+        let mut left = phase;
+        while left > 0 {
+            let round: Vec<UserChange> = changes.by_ref().take(left.min(USERS_PER_ROUND)).collect();
             if round.is_empty() {
                 break;
             }
+            left -= round.len();
             if let Some(error) = &reread_failed {
                 applied.changes.extend(round.into_iter().map(|c| failed(c, error.clone())));
                 continue;
@@ -91,6 +96,7 @@ pub async fn apply(plan: Plan, target: &GraphClient, state: &dyn BlobStore, ledg
             }
         }
     }
+    drop(changes);
 
     // 4. Settle the ledger from what is really on each user now.
     let changed: BTreeSet<&UserId> = applied.changes.iter().map(|c| &c.change.user.id).collect();

@@ -525,6 +525,8 @@ pub fn plan(observed: &Observed, settings: &PlanSettings) -> Plan {
         after.shrink_to_fit();
         result.changes.push(UserChange { user: user_ref, before: current.clone(), after, add, remove });
     }
+    // Every user of a first sync changes: the list grew by doubling.
+    result.changes.shrink_to_fit();
     result.ledger_changed =
         ledger_after != *ledger || matches!(observed.ledger, LedgerState::Missing) && !ledger_after.users.is_empty();
     result.ledger_after = ledger_after;
