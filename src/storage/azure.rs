@@ -239,7 +239,8 @@ impl BlobStore for AzureBlobStore {
         };
         let etag = result.properties.etag.as_ref().map(ToString::to_string).unwrap_or_default();
         let bytes = result.body.collect().await.map_err(|error| self.unavailable("get", name, &error))?;
-        Ok(Some(StoredBlob { bytes: bytes.to_vec(), etag: ETag::new(etag) }))
+        // `Vec::from` takes the buffer over when nothing else holds it, instead of copying (a ledger is MBs).
+        Ok(Some(StoredBlob { bytes: Vec::from(bytes), etag: ETag::new(etag) }))
     }
 
     #[tracing::instrument(skip_all, fields(blob = %name))]
