@@ -105,7 +105,7 @@ pub async fn upload_run_log_with_fallback(
     match uploaded {
         Ok(()) => UploadOutcome::Uploaded { log_blob, json_blob },
         Err(error) => {
-            let reason = chain(&error);
+            let reason = crate::error_chain(&error);
             tracing::error!(error = %reason, "run log upload failed; printing the run log to stdout");
             // Printing is best effort: if stdout is gone too there is nowhere left to report to.
             let _ = print_fallback(fallback, run_id, &log_blob, &reason, &text());
@@ -128,7 +128,7 @@ async fn put_with_retry(
             Ok(()) => return Ok(()),
             Err(error) if attempt < retry.max_attempts && error.is_transient() => {
                 let pause = retry.backoff(attempt);
-                tracing::warn!(blob = %name, attempt, error = %chain(&error), ?pause, "run log upload failed; retrying");
+                tracing::warn!(blob = %name, attempt, error = %crate::error_chain(&error), ?pause, "run log upload failed; retrying");
                 tokio::time::sleep(pause).await;
             }
             Err(error) => return Err(error),
@@ -150,18 +150,6 @@ fn print_fallback(
     }
     writeln!(out, "{prefix} end of run log {log_blob}")?;
     out.flush()
-}
-
-/// The error and its sources, `: `-separated.
-fn chain(error: &StorageError) -> String {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(inner) = source {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    text
 }
 
 #[cfg(test)]
