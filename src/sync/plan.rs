@@ -222,10 +222,13 @@ impl<'a> Desire<'a> {
         self.details.as_ref().and_then(|d| d.held.as_ref())
     }
 
-    /// Adds a template value once, sized for the templates there are (a first push would reserve room for four).
+    /// Adds a template value once. The list is sized once for the templates there are: a first push would reserve
+    /// room for four, and reserving one more per push would grow it again for each template.
     fn want(&mut self, value: String, templates: usize) {
         if !self.values.contains(&value) {
-            self.values.reserve_exact(templates.max(1));
+            if self.values.capacity() == 0 {
+                self.values.reserve_exact(templates.max(1));
+            }
             self.values.push(value);
         }
     }
