@@ -5,7 +5,7 @@
 //! additions and removals into the freshest read with the planner's own [`merge`], so an administrator's edit made
 //! since the run started is kept.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use super::ledger::Ledger;
 use super::plan::{Conflict, Plan, Skip, UserChange, merge};
@@ -46,7 +46,7 @@ pub async fn apply(plan: Plan, target: &GraphClient, state: &dyn BlobStore, ledg
     if plan.is_empty() {
         return Applied::default();
     }
-    let Plan { mut changes, ledger_after, .. } = plan;
+    let Plan { mut changes, ledger_edits, .. } = plan;
 
     // 1. Claim what we are about to add, before it is on any user.
     let claims: Vec<(&UserId, &[String])> =
@@ -98,8 +98,7 @@ pub async fn apply(plan: Plan, target: &GraphClient, state: &dyn BlobStore, ledg
     }
     drop(changes);
 
-    // 4. Settle the ledger from what is really on each user now.
-    let changed: BTreeSet<&UserId> = applied.changes.iter().map(|c| &c.change.user.id).collect();
+    // 4. Settle the ledger from what is really on each user now, and record the plan's other edits.
     let settled = update_json::<Ledger, _>(state, ledger_blob, LEDGER_ATTEMPTS, |current| {
         let mut ledger = current.unwrap_or_else(Ledger::new);
         for result in &applied.changes {
@@ -114,18 +113,7 @@ pub async fn apply(plan: Plan, target: &GraphClient, state: &dyn BlobStore, ledg
                 ChangeStatus::Failed | ChangeStatus::Planned => {}
             }
         }
-        // Only the users whose entry differs: collecting every id of a 100,000-user ledger cost 6 MB for nothing.
-        let others: BTreeSet<UserId> = ledger
-            .users
-            .keys()
-            .chain(ledger_after.users.keys())
-            .filter(|id| !changed.contains(id) && ledger.owned(id) != ledger_after.owned(id))
-            .cloned()
-            .collect();
-        for id in others {
-            let owned = ledger_after.owned(&id).to_vec();
-            ledger.set(id, owned);
-        }
+        ledger_edits.apply_to(&mut ledger);
         ledger
     })
     .await;

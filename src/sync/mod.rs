@@ -407,7 +407,6 @@ impl SyncService {
         if let LedgerState::Unreadable(reason) = &ledger {
             tracing::error!(blob = ledger_blob, %reason, "the ownership ledger is unreadable: this run writes nothing");
         }
-        let original_ledger = ledger.ledger().cloned().unwrap_or_default();
         let restrict_to = changes.as_ref().filter(|c| c.full_resync.is_none());
         let departed = match restrict_to {
             None => observe::Departed::AllUnseen,
@@ -453,7 +452,7 @@ impl SyncService {
                 if let ScopeReport::Incremental { affected_users, .. } = &mut report.scope {
                     *affected_users = affected.len();
                 }
-                plan.restricted_to(&affected, &original_ledger)
+                plan.restricted_to(&affected)
             }
         };
         // Apply works from the plan alone: both tenants' members (tens of MB at 100,000 users) can go now.

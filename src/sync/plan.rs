@@ -9,7 +9,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use super::issued::{CertificateSource, IssuedCertificate, IssuedCertificates, SerialOrder};
-use super::ledger::{Ledger, LedgerState};
+use super::ledger::{Ledger, LedgerEdits, LedgerState};
 use super::matching::{Ambiguity, MatchKey, Side, UserRef, match_users};
 use super::template::{CertificateFields, Template};
 use crate::config::RemovalThreshold;
@@ -122,29 +122,37 @@ pub struct Plan {
     pub removals_disabled: Option<String>,
     /// Removals the safety threshold held back.
     pub removals_held_back: Option<HeldBackRemovals>,
-    /// The ledger as it should be once every change succeeds (entries of deleted users dropped, stale values pruned).
+    /// The ledger entries of users without a change that differ from the ledger that was read (a write is due even
+    /// with no user change). [`Plan::ledger_after`] is the whole ledger as planned.
     #[serde(skip)]
-    pub ledger_after: Ledger,
-    /// Whether `ledger_after` differs from the ledger that was read (so a write is due even with no user change).
-    #[serde(skip)]
-    pub ledger_changed: bool,
+    pub ledger_edits: LedgerEdits,
 }
 
 impl Plan {
     pub fn is_empty(&self) -> bool {
-        self.changes.is_empty() && !self.ledger_changed
+        self.changes.is_empty() && self.ledger_edits.is_empty()
     }
 
-    /// The part of this plan that concerns `affected` Tenant B users: their changes, skips and conflicts. Every
-    /// other user's ledger entry is put back to `original` (the ledger the plan was made from; empty when it was
-    /// missing), so applying the restricted plan neither writes nor records anything about users outside the scope.
+    /// The ledger as it should be once every change succeeds, from `base`, the ledger the plan was made from (empty
+    /// when it was missing or unreadable).
+    pub fn ledger_after(&self, base: &Ledger) -> Ledger {
+        let mut ledger = base.clone();
+        self.ledger_edits.apply_to(&mut ledger);
+        for change in &self.changes {
+            ledger.set(change.user.id.clone(), owned_after(base.owned(&change.user.id), change));
+        }
+        ledger
+    }
+
+    /// The part of this plan that concerns `affected` Tenant B users: their changes, skips, conflicts and ledger
+    /// edits, so applying the restricted plan neither writes nor records anything about users outside the scope.
     ///
     /// The pair summaries and the safety-threshold decision are kept as planned over everything observed: an
     /// incremental run holds removals back exactly when a full run would.
     ///
     /// A value moving between users moves whole: when an affected user gains a value another user of the plan
     /// gives up (values are unique per tenant), that user's change is kept too, or the write would be refused.
-    pub fn restricted_to(&self, affected: &BTreeSet<UserId>, original: &Ledger) -> Plan {
+    pub fn restricted_to(&self, affected: &BTreeSet<UserId>) -> Plan {
         let mut affected = affected.clone();
         loop {
             let gained: BTreeSet<&String> =
@@ -161,10 +169,6 @@ impl Plan {
             affected.extend(givers);
         }
         let affected = &affected;
-        let mut ledger_after = original.clone();
-        for id in affected {
-            ledger_after.set(id.clone(), self.ledger_after.owned(id).to_vec());
-        }
         let unchanged_users: BTreeSet<UserId> = self.unchanged_users.intersection(affected).cloned().collect();
         Plan {
             pairs: self.pairs.clone(),
@@ -175,8 +179,7 @@ impl Plan {
             conflicts: self.conflicts.iter().filter(|c| affected.contains(&c.user.id)).cloned().collect(),
             removals_disabled: self.removals_disabled.clone(),
             removals_held_back: self.removals_held_back.clone(),
-            ledger_changed: ledger_after != *original,
-            ledger_after,
+            ledger_edits: self.ledger_edits.retained(|id| affected.contains(id)),
         }
     }
 }
@@ -190,6 +193,18 @@ pub fn merge(current: &[String], add: &[String], remove: &[String]) -> Vec<Strin
         }
     }
     after
+}
+
+/// A changed user's ledger entry as planned: the values of `owned` still on the user after the change, then each
+/// value the change adds.
+fn owned_after(owned: &[String], change: &UserChange) -> Vec<String> {
+    let mut kept: Vec<String> = owned.iter().filter(|v| change.after.contains(v)).cloned().collect();
+    for value in &change.add {
+        if !kept.contains(value) {
+            kept.push(value.clone());
+        }
+    }
+    kept
 }
 
 /// What one Tenant B user should hold, from every pair it is matched in. One per Tenant B user of the run, so what
@@ -438,10 +453,8 @@ pub fn plan(observed: &Observed, settings: &PlanSettings) -> Plan {
     }
 
     // 4. Each user's final list.
-    let mut ledger_after = ledger.clone();
-    for deleted in &observed.deleted_targets {
-        ledger_after.set(deleted.clone(), Vec::new());
-    }
+    let mut ledger_edits: Vec<(UserId, Vec<String>)> =
+        observed.deleted_targets.iter().map(|deleted| (deleted.clone(), Vec::new())).collect();
     for (id, desire) in &desires {
         let Some(user) = desire.user else { continue };
         let user_ref = UserRef::from(user);
@@ -506,23 +519,19 @@ pub fn plan(observed: &Observed, settings: &PlanSettings) -> Plan {
         for value in &add {
             given.insert(value.clone(), user);
         }
-        // The ledger keeps only owned values still on the user, plus what this run adds.
-        let owned = ledger.owned(id);
-        let mut after = merge(current, &add, &remove);
-        let mut kept: Vec<String> = owned.iter().filter(|v| after.contains(v)).cloned().collect();
-        for value in &add {
-            if !kept.contains(value) {
-                kept.push(value.clone());
-            }
-        }
-        ledger_after.set((*id).clone(), kept);
         if add.is_empty() && remove.is_empty() {
+            // The ledger keeps only owned values still on the user (a claim whose write never happened is pruned).
+            let owned = ledger.owned(id);
+            if owned.iter().any(|v| !current.contains(v)) {
+                ledger_edits.push(((*id).clone(), owned.iter().filter(|v| current.contains(v)).cloned().collect()));
+            }
             if !desire.values.is_empty() {
                 result.unchanged += 1;
                 result.unchanged_users.insert((*id).clone());
             }
             continue;
         }
+        let mut after = merge(current, &add, &remove);
         // One change per user that changes (every user of a first sync): no spare room in its lists.
         add.shrink_to_fit();
         after.shrink_to_fit();
@@ -530,9 +539,7 @@ pub fn plan(observed: &Observed, settings: &PlanSettings) -> Plan {
     }
     // Every user of a first sync changes: the list grew by doubling.
     result.changes.shrink_to_fit();
-    result.ledger_changed =
-        ledger_after != *ledger || matches!(observed.ledger, LedgerState::Missing) && !ledger_after.users.is_empty();
-    result.ledger_after = ledger_after;
+    result.ledger_edits = LedgerEdits::new(ledger, ledger_edits);
     result
 }
 

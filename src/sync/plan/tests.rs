@@ -102,7 +102,7 @@ mod certificates {
         let mut as_issued = settings(&["issuer-serial"]);
         as_issued.serial_order = SerialOrder::AsIssued;
         assert_eq!(plan(&observed, &as_issued).changes[0].after, [format!("X509:<I>{ISSUER}<SR>0102")]);
-        assert_eq!(reversed.ledger_after.owned(&alice_b.id).len(), 2);
+        assert_eq!(reversed.ledger_after(&Ledger::new()).owned(&alice_b.id).len(), 2);
     }
 
     /// Certificates issued 25 days apart, the first serial the oldest, all valid until [`LATER`].
@@ -190,8 +190,7 @@ fn a_matched_user_gets_the_value_and_it_is_recorded_as_ours() {
     let plan = plan(&observed(vec![alice_a], vec![alice_b.clone()], LedgerState::Missing), &settings(&["subject-cn"]));
     assert_eq!(plan.changes.len(), 1);
     assert_eq!(plan.changes[0].after, ["X509:<S>CN=alice"]);
-    assert_eq!(plan.ledger_after.owned(&alice_b.id), ["X509:<S>CN=alice"]);
-    assert!(plan.ledger_changed);
+    assert_eq!(plan.ledger_after(&Ledger::new()).owned(&alice_b.id), ["X509:<S>CN=alice"]);
 }
 
 #[test]
@@ -208,11 +207,13 @@ fn an_administrators_value_is_kept_in_place_and_in_order() {
 #[test]
 fn a_user_who_left_the_group_loses_only_our_values() {
     let carol_b = user("carol@b.example").values(["X509:<S>CN=carol", "X509:<PN>keep@me"]).build();
-    let mut observed = observed(vec![], vec![], ledger_with(&[(&carol_b, &["X509:<S>CN=carol"])]));
+    let ledger = ledger_with(&[(&carol_b, &["X509:<S>CN=carol"])]);
+    let original = ledger.ledger().unwrap().clone();
+    let mut observed = observed(vec![], vec![], ledger);
     observed.departed_targets.push(carol_b.clone());
     let plan = plan(&observed, &settings(&["subject-cn"]));
     assert_eq!(plan.changes[0].after, ["X509:<PN>keep@me"]);
-    assert!(plan.ledger_after.owned(&carol_b.id).is_empty());
+    assert!(plan.ledger_after(&original).owned(&carol_b.id).is_empty());
 }
 
 #[test]
@@ -235,7 +236,7 @@ fn an_unreadable_ledger_stops_every_write() {
     );
     assert!(plan.changes.is_empty());
     assert!(plan.skipped.iter().any(|s| s.reason.contains("ledger cannot be read")));
-    assert!(!plan.ledger_changed);
+    assert!(plan.is_empty());
 }
 
 #[test]
@@ -335,17 +336,17 @@ fn a_restricted_plan_keeps_only_the_affected_users_changes_skips_and_conflicts()
     );
     assert_eq!((full.changes.len(), full.skipped.len(), full.conflicts.len()), (2, 1, 1));
 
-    let only_alice = full.restricted_to(&BTreeSet::from([alice_b.id.clone()]), &Ledger::new());
+    let only_alice = full.restricted_to(&BTreeSet::from([alice_b.id.clone()]));
     assert_eq!(only_alice.changes.iter().map(|c| &c.user.id).collect::<Vec<_>>(), [&alice_b.id]);
     assert!(only_alice.skipped.is_empty() && only_alice.conflicts.is_empty());
-    assert_eq!(only_alice.ledger_after.users.keys().collect::<Vec<_>>(), [&alice_b.id], "bob's claim is not recorded");
-    assert!(only_alice.ledger_changed);
+    let recorded = only_alice.ledger_after(&Ledger::new());
+    assert_eq!(recorded.users.keys().collect::<Vec<_>>(), [&alice_b.id], "bob's claim is not recorded");
 
-    let frank_and_gina = full.restricted_to(&BTreeSet::from([frank_b.id.clone(), gina_b.id.clone()]), &Ledger::new());
+    let frank_and_gina = full.restricted_to(&BTreeSet::from([frank_b.id.clone(), gina_b.id.clone()]));
     assert!(frank_and_gina.changes.is_empty());
     assert_eq!(frank_and_gina.skipped[0].user.id, frank_b.id);
     assert_eq!(frank_and_gina.conflicts[0].user.id, gina_b.id);
-    assert!(!frank_and_gina.ledger_changed, "nothing to record for them");
+    assert!(frank_and_gina.is_empty(), "nothing to write or record for them");
     assert_eq!(frank_and_gina.pairs, full.pairs, "the pair summary is what was observed");
 }
 
@@ -366,12 +367,14 @@ fn a_restricted_plan_puts_every_other_users_ledger_entry_back_as_it_was() {
         observed(vec![alice_a], vec![alice_b.clone(), bob_b.clone()], LedgerState::Loaded(original.clone()));
     observed.deleted_targets.push(deleted.id.clone());
     let full = plan(&observed, &settings(&["subject-cn"]));
-    assert_ne!(full.ledger_after.owned(&bob_b.id), original.owned(&bob_b.id), "the full plan prunes bob");
+    assert_ne!(full.ledger_after(&original).owned(&bob_b.id), original.owned(&bob_b.id), "the full plan prunes bob");
+    assert!(full.ledger_after(&original).owned(&deleted.id).is_empty(), "and drops the deleted user");
 
-    let restricted = full.restricted_to(&BTreeSet::from([alice_b.id.clone()]), &original);
-    assert_eq!(restricted.ledger_after.owned(&bob_b.id), original.owned(&bob_b.id));
-    assert_eq!(restricted.ledger_after.owned(&deleted.id), original.owned(&deleted.id));
-    assert_eq!(restricted.ledger_after.owned(&alice_b.id), ["X509:<S>CN=alice"]);
+    let restricted = full.restricted_to(&BTreeSet::from([alice_b.id.clone()]));
+    let after = restricted.ledger_after(&original);
+    assert_eq!(after.owned(&bob_b.id), original.owned(&bob_b.id));
+    assert_eq!(after.owned(&deleted.id), original.owned(&deleted.id));
+    assert_eq!(after.owned(&alice_b.id), ["X509:<S>CN=alice"]);
     assert_eq!(restricted.changes.len(), 1);
     // Bob has the removal, not Alice: Bob holds X509:<S>CN=bob without an A user, so the full plan removes it.
     assert!(full.changes.iter().any(|c| c.user.id == bob_b.id));
@@ -384,11 +387,10 @@ fn a_value_moving_to_an_affected_user_is_taken_from_its_old_holder_in_the_same_r
     let old = user("hank.old@b.example").values(["X509:<S>CN=hank"]).build();
     let new = user("hank@b.example").build();
     let ledger = ledger_with(&[(&old, &["X509:<S>CN=hank"])]);
-    let original = ledger.ledger().unwrap().clone();
     let mut observed = observed(vec![hank_a], vec![new.clone()], ledger);
     observed.departed_targets.push(old.clone());
     let full = plan(&observed, &settings(&["subject-cn"]));
-    let restricted = full.restricted_to(&BTreeSet::from([new.id.clone()]), &original);
+    let restricted = full.restricted_to(&BTreeSet::from([new.id.clone()]));
     let users: BTreeSet<&UserId> = restricted.changes.iter().map(|c| &c.user.id).collect();
     assert_eq!(users, BTreeSet::from([&old.id, &new.id]));
 }
@@ -408,7 +410,7 @@ fn restricting_to_every_user_changes_nothing() {
         &settings(&["subject-cn"]),
     );
     let everyone = BTreeSet::from([alice_b.id.clone(), bob_b.id.clone()]);
-    assert_eq!(full.restricted_to(&everyone, &original), full);
+    assert_eq!(full.restricted_to(&everyone), full);
 }
 
 // ---- properties ----
@@ -475,7 +477,7 @@ fn applied(observed: &Observed, plan: &Plan) -> Observed {
     };
     next.pairs.iter_mut().for_each(|p| p.target_users.iter_mut().for_each(update));
     next.departed_targets.iter_mut().for_each(update);
-    next.ledger = LedgerState::Loaded(plan.ledger_after.clone());
+    next.ledger = LedgerState::Loaded(plan.ledger_after(&observed.ledger.ledger().cloned().unwrap_or_default()));
     next
 }
 
@@ -510,7 +512,7 @@ proptest! {
         let first = plan(&observed, &prop_settings());
         let second = plan(&applied(&observed, &first), &prop_settings());
         prop_assert!(second.changes.is_empty(), "second plan still changes {:?}", second.changes);
-        prop_assert!(!second.ledger_changed);
+        prop_assert!(second.ledger_edits.is_empty());
     }
 
     #[test]
@@ -538,7 +540,7 @@ proptest! {
         let original = observed.ledger.ledger().cloned().unwrap_or_default();
         let affected: BTreeSet<UserId> =
             affected.iter().map(|i| UserId::parse(&format!("00000000-0000-0000-0000-00000000000{i}")).unwrap()).collect();
-        let restricted = full.restricted_to(&affected, &original);
+        let restricted = full.restricted_to(&affected);
         // Every affected user's change is kept, plus those giving up a value an affected user gains.
         let in_scope: BTreeSet<&UserId> = restricted.changes.iter().map(|c| &c.user.id).collect();
         for change in &full.changes {
@@ -547,9 +549,10 @@ proptest! {
         for change in &restricted.changes {
             prop_assert!(full.changes.contains(change));
         }
-        for id in original.users.keys().chain(full.ledger_after.users.keys()) {
-            let expected = if in_scope.contains(id) || affected.contains(id) { full.ledger_after.owned(id) } else { original.owned(id) };
-            prop_assert_eq!(restricted.ledger_after.owned(id), expected);
+        let (full_after, restricted_after) = (full.ledger_after(&original), restricted.ledger_after(&original));
+        for id in original.users.keys().chain(full_after.users.keys()) {
+            let expected = if in_scope.contains(id) || affected.contains(id) { full_after.owned(id) } else { original.owned(id) };
+            prop_assert_eq!(restricted_after.owned(id), expected);
         }
         // Applying the restricted plan, then planning in full, finishes the job: restriction never loses work.
         let next = plan(&applied(&observed, &restricted), &prop_settings());
