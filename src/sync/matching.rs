@@ -64,8 +64,9 @@ impl fmt::Display for MatchKey {
     }
 }
 
-/// A user as the report shows it.
+/// A user as the report shows it: `{"id", "userPrincipalName"}` (docs/run-report.md).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct UserRef {
     pub id: UserId,
     pub user_principal_name: String,

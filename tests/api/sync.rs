@@ -46,6 +46,14 @@ async fn a_run_leaves_a_text_log_and_a_json_report_in_the_log_container() {
     assert_eq!(report["totals"]["valuesAdded"], 2);
     assert_eq!(report["changes"].as_array().unwrap().len(), 2);
     assert_eq!(report["trigger"]["kind"], "timer");
+    // Each change as docs/run-report.md names its fields: the user and the list written, not only the difference.
+    for change in report["changes"].as_array().unwrap() {
+        let upn = change["user"]["userPrincipalName"].as_str().unwrap_or_default();
+        assert!(upn.ends_with("@tenant-b.example") && change["user"]["id"].is_string(), "{change}");
+        let after = change["after"].as_array().expect("the list written");
+        assert!(change["add"].as_array().unwrap().iter().all(|v| after.contains(v)), "{change}");
+        assert!(change["before"].as_array().unwrap().iter().all(|v| after.contains(v)), "nothing removed: {change}");
+    }
 }
 
 #[tokio::test]
