@@ -105,8 +105,8 @@ pub async fn apply(plan: Plan, target: &GraphClient, state: &dyn BlobStore, ledg
             let id = &result.change.user.id;
             match result.status {
                 ChangeStatus::Applied | ChangeStatus::AlreadyApplied => {
-                    let kept: Vec<String> =
-                        ledger.owned(id).iter().filter(|v| result.change.after.contains(v)).cloned().collect();
+                    let after = result.change.after();
+                    let kept: Vec<String> = ledger.owned(id).iter().filter(|v| after.contains(v)).cloned().collect();
                     ledger.set(id.clone(), kept);
                 }
                 // A failed write keeps its claims: the next plan drops any claimed value that is not on the user.
@@ -169,7 +169,6 @@ async fn write_round(
             after = merge(current, &change.add, &change.remove);
         }
         change.before.clone_from(current);
-        change.after.clone_from(&after);
         if after == *current {
             applied.changes.push(ChangeResult { change, status: ChangeStatus::AlreadyApplied, error: None });
         } else {

@@ -56,15 +56,35 @@ pub struct PlanSettings {
     pub serial_order: SerialOrder,
 }
 
-/// One user's change: the plan states the exact list to write.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
+/// One user's change: the values it held, and what to add and remove. The exact list to write is
+/// [`UserChange::after`], worked out when needed rather than held: at 100,000 changes (a first sync) a third list per
+/// user was 10 MB of the plan and again of the report (BENCHMARKS.md). The report still shows it (`after`).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserChange {
     pub user: UserRef,
     pub before: Vec<String>,
-    pub after: Vec<String>,
     pub add: Vec<String>,
     pub remove: Vec<String>,
+}
+
+impl UserChange {
+    /// The list to write: `before` in order without `remove`, then `add` ([`merge`]).
+    pub fn after(&self) -> Vec<String> {
+        merge(&self.before, &self.add, &self.remove)
+    }
+}
+
+impl Serialize for UserChange {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut change = serializer.serialize_struct("UserChange", 5)?;
+        change.serialize_field("user", &self.user)?;
+        change.serialize_field("before", &self.before)?;
+        change.serialize_field("after", &self.after())?;
+        change.serialize_field("add", &self.add)?;
+        change.serialize_field("remove", &self.remove)?;
+        change.end()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -198,7 +218,8 @@ pub fn merge(current: &[String], add: &[String], remove: &[String]) -> Vec<Strin
 /// A changed user's ledger entry as planned: the values of `owned` still on the user after the change, then each
 /// value the change adds.
 fn owned_after(owned: &[String], change: &UserChange) -> Vec<String> {
-    let mut kept: Vec<String> = owned.iter().filter(|v| change.after.contains(v)).cloned().collect();
+    let after = change.after();
+    let mut kept: Vec<String> = owned.iter().filter(|v| after.contains(v)).cloned().collect();
     for value in &change.add {
         if !kept.contains(value) {
             kept.push(value.clone());
@@ -531,11 +552,9 @@ pub fn plan(observed: &Observed, settings: &PlanSettings) -> Plan {
             }
             continue;
         }
-        let mut after = merge(current, &add, &remove);
         // One change per user that changes (every user of a first sync): no spare room in its lists.
         add.shrink_to_fit();
-        after.shrink_to_fit();
-        result.changes.push(UserChange { user: user_ref, before: current.clone(), after, add, remove });
+        result.changes.push(UserChange { user: user_ref, before: current.clone(), add, remove });
     }
     // Every user of a first sync changes: the list grew by doubling.
     result.changes.shrink_to_fit();

@@ -321,7 +321,7 @@ impl RunReport {
                 user(&c.change.user),
                 c.change.add,
                 c.change.remove,
-                c.change.after
+                c.change.after()
             );
             if let Some(e) = &c.error {
                 let _ = writeln!(out, "    error: {}", e.message);
