@@ -15,6 +15,7 @@ pub mod demo;
 pub mod domain;
 pub mod functions;
 pub mod graph;
+pub mod memory;
 pub mod storage;
 pub mod sync;
 pub mod telemetry;

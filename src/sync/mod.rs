@@ -237,13 +237,16 @@ impl SyncService {
         report.finish_totals(unchanged);
 
         let _guard = span.enter();
+        // The plan and the fresh reads of apply are gone; the log bodies below are the run's last large allocations.
+        crate::memory::release_freed_memory();
         match &stores {
             Ok(stores) => {
                 // The report says where its log is: fill that in optimistically, then correct it on failure.
                 let (log_blob, _) = crate::storage::run_log_names(started, &run_id);
                 report.log_location = Some(format!("{}/{log_blob}", self.settings.storage.log_container));
                 let text = || report.to_text();
-                let json = || serde_json::to_vec_pretty(&report).unwrap_or_default();
+                // Compact: the text log is the one for people; at 100,000 changes indentation was 12 of 32 MB.
+                let json = || serde_json::to_vec(&report).unwrap_or_default();
                 let outcome =
                     upload_run_log(stores.logs.as_ref(), started, &run_id, &text, &json, LOG_UPLOAD_RETRY).await;
                 if let UploadOutcome::FellBackToStdout { error } = outcome {
@@ -457,6 +460,7 @@ impl SyncService {
         };
         // Apply works from the plan alone: both tenants' members (tens of MB at 100,000 users) can go now.
         drop(observed);
+        crate::memory::release_freed_memory();
         report.pairs = plan.pairs.clone();
         report.skipped = plan.skipped.clone();
         report.conflicts = plan.conflicts.clone();
