@@ -232,3 +232,51 @@ async fn a_second_run_started_while_one_is_writing_is_skipped_by_the_lease() {
     assert!(second["Logs"].to_string().contains("lease is held"), "{second}");
     assert_eq!(second["ReturnValue"]["counts"]["usersChanged"], 0);
 }
+
+#[tokio::test]
+async fn a_run_of_more_users_than_one_apply_round_writes_each_once_and_frees_a_moving_value_first() {
+    // Apply re-reads and writes 2,000 users per round; 2,100 new matched users take two rounds. A value also moves:
+    // its old holder (left the group) is one user among 2,101 writes, and must be written before its new holder.
+    let world = World::start().await;
+    let directory = world.emulator.directory();
+    let (group_a, group_b) = (&world.world.group_a, &world.world.group_b);
+    let mover_a = directory.add_user(TENANT_A, NewUser::new("mover@tenant-a.example"));
+    directory.add_member(TENANT_A, group_a, &mover_a);
+    let old_holder = directory.add_user(TENANT_B, NewUser::new("mover@tenant-b.example"));
+    directory.add_member(TENANT_B, group_b, &old_holder);
+    let app = TestApp::spawn(&world.env).await;
+    let (status, _, reply) = app.invoke("function-cert-sync", &timer_envelope(Value::Null, false)).await;
+    assert_eq!(status, 200, "{reply}");
+    let value = "X509:<S>CN=mover";
+    assert_eq!(directory.user(TENANT_B, &old_holder).unwrap().certificate_user_ids, [value]);
+
+    directory.remove_member(TENANT_B, group_b, &old_holder);
+    let new_holder = directory.add_user(TENANT_B, NewUser::new("mover@tenant-b.example.net"));
+    directory.add_member(TENANT_B, group_b, &new_holder);
+    let bulk: Vec<(String, String)> = (0..2_100)
+        .map(|i| {
+            let a = directory.add_user(TENANT_A, NewUser::new(format!("bulk{i}@tenant-a.example")));
+            let b = directory.add_user(TENANT_B, NewUser::new(format!("bulk{i}@tenant-b.example")));
+            (a, b)
+        })
+        .collect();
+    directory.add_members(TENANT_A, group_a, bulk.iter().map(|(a, _)| a));
+    directory.add_members(TENANT_B, group_b, bulk.iter().map(|(_, b)| b));
+    let before = writes(&world);
+
+    let (status, _, reply) = app.invoke("function-cert-sync", &timer_envelope(Value::Null, false)).await;
+
+    assert_eq!(status, 200, "{reply}");
+    let counts = &reply["ReturnValue"]["counts"];
+    assert_eq!((counts["usersChanged"].as_u64(), counts["failed"].as_u64()), (Some(2_102), Some(0)), "{reply}");
+    assert_eq!(writes(&world) - before, 2_102, "one write per user, none repeated");
+    assert!(directory.user(TENANT_B, &old_holder).unwrap().certificate_user_ids.is_empty());
+    assert_eq!(directory.user(TENANT_B, &new_holder).unwrap().certificate_user_ids, [value]);
+    for (i, (_, b)) in bulk.iter().enumerate() {
+        let expected = format!("X509:<S>CN=bulk{i}");
+        assert_eq!(directory.user(TENANT_B, b).unwrap().certificate_user_ids, [expected]);
+    }
+    let settled = writes(&world);
+    let (_, _, reply) = app.invoke("function-cert-sync", &timer_envelope(Value::Null, false)).await;
+    assert_eq!(writes(&world), settled, "converged: {reply}");
+}
