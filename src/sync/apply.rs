@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use super::ledger::Ledger;
-use super::plan::{Conflict, Plan, Skip, UserChange, merge};
+use super::plan::{Conflict, Plan, Skip, UserChange, merge, owned_after};
 use super::report::{ChangeResult, ChangeStatus, ErrorDetail};
 use crate::domain::{MAX_VALUES_PER_USER, UserId};
 use crate::graph::{DirectoryUser, GraphClient, TARGET_SELECT};
@@ -104,9 +104,9 @@ pub async fn apply(plan: Plan, target: &GraphClient, state: &dyn BlobStore, ledg
         for result in &applied.changes {
             let id = &result.change.user.id;
             match result.status {
+                // The claimed entry holds every value the write added, so what is kept is the planned entry.
                 ChangeStatus::Applied | ChangeStatus::AlreadyApplied => {
-                    let after = result.change.after();
-                    let kept: Vec<String> = ledger.owned(id).iter().filter(|v| after.contains(v)).cloned().collect();
+                    let kept = owned_after(ledger.owned(id), &result.change);
                     ledger.set(id.clone(), kept);
                 }
                 // A failed write keeps its claims: the next plan drops any claimed value that is not on the user.

@@ -215,9 +215,9 @@ pub fn merge(current: &[String], add: &[String], remove: &[String]) -> Vec<Strin
     after
 }
 
-/// A changed user's ledger entry as planned: the values of `owned` still on the user after the change, then each
-/// value the change adds.
-fn owned_after(owned: &[String], change: &UserChange) -> Vec<String> {
+/// A changed user's ledger entry once its change is written: the values of `owned` still on the user after the
+/// change, then each value the change adds. The plan's view of the ledger and apply's settling both use it.
+pub(super) fn owned_after(owned: &[String], change: &UserChange) -> Vec<String> {
     let after = change.after();
     let mut kept: Vec<String> = owned.iter().filter(|v| after.contains(v)).cloned().collect();
     for value in &change.add {
