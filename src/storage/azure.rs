@@ -13,7 +13,7 @@
 //! Conditional writes use `If-Match: <etag>` / `If-None-Match: *` ("Specifying conditional headers for Blob service
 //! operations"); leases use "Lease Blob" (15–60 s or infinite; durations are clamped to 15–60 s).
 
-use std::{fmt, sync::Arc, time::Duration};
+use std::{fmt, io, sync::Arc, time::Duration};
 
 use azure_core::{
     credentials::TokenCredential,
@@ -24,14 +24,15 @@ use azure_storage_blob::{
     BlobContainerClient, BlobContainerClientOptions,
     models::{
         BlobClientAcquireLeaseOptions, BlobClientAcquireLeaseResultHeaders as _, BlobClientUploadOptions,
-        BlobContainerClientListBlobsOptions,
+        BlobContainerClientListBlobsOptions, BlockBlobClientCommitBlockListOptions, BlockLookupList,
     },
 };
 use futures::TryStreamExt as _;
 use secrecy::{ExposeSecret as _, SecretString};
 
 use super::{
-    BackendError, BlobStore, ETag, Lease, StorageConnection, StorageError, StoredBlob,
+    BackendError, BlobStore, ETag, Lease, StorageConnection, StorageError, StoredBlob, WriteBody,
+    body::{BodyParts, PART_SIZE},
     connection::{parse_connection_string, parse_endpoint},
     lease_seconds,
     sas::{SasPolicy, SasScope, SharedKey},
@@ -226,6 +227,43 @@ impl AzureBlobStore {
             }),
         }
     }
+
+    /// Stages each part of a written body as a block and commits the list ("Put Block", "Put Block List"); a body
+    /// of one part is a single Put Blob. Blocks staged before a failure are never committed: the blob keeps its
+    /// previous content and Azure discards uncommitted blocks after a week.
+    async fn upload_parts(&self, name: &str, content_type: &str, parts: &mut BodyParts) -> Result<(), StorageError> {
+        let unfinished = |error: io::Error| StorageError::unavailable("put", name, BackendError::from_io(&error));
+        let first = parts.next().await.map_err(unfinished)?.unwrap_or_default();
+        let Some(second) = parts.next().await.map_err(unfinished)? else {
+            return self.upload(name, first, content_type, None).await.map(drop);
+        };
+        let blocks = self.client.blob_client(name).block_blob_client();
+        let mut ids: Vec<Vec<u8>> = Vec::new();
+        let mut next = Some(second);
+        let mut part = Some(first);
+        while let Some(body) = part {
+            // Block ids of one blob must all have the same length ("Put Block").
+            let id = format!("{:08}", ids.len()).into_bytes();
+            let length = body.len() as u64;
+            blocks
+                .stage_block(&id, length, RequestContent::from(body), None)
+                .await
+                .map_err(|error| self.unavailable("put", name, &error))?;
+            ids.push(id);
+            part = match next.take() {
+                Some(body) => Some(body),
+                None => parts.next().await.map_err(unfinished)?,
+            };
+        }
+        let list = BlockLookupList { latest: Some(ids), ..Default::default() };
+        let options = BlockBlobClientCommitBlockListOptions {
+            blob_content_type: Some(content_type.to_owned()),
+            ..Default::default()
+        };
+        let list = list.try_into().map_err(|error| self.unavailable("put", name, &error))?;
+        blocks.commit_block_list(list, Some(options)).await.map_err(|error| self.unavailable("put", name, &error))?;
+        Ok(())
+    }
 }
 
 #[async_trait::async_trait]
@@ -257,6 +295,14 @@ impl BlobStore for AzureBlobStore {
     #[tracing::instrument(skip_all, fields(blob = %name))]
     async fn put(&self, name: &str, body: Vec<u8>, content_type: &str) -> Result<(), StorageError> {
         self.upload(name, body, content_type, None).await.map(drop)
+    }
+
+    #[tracing::instrument(skip_all, fields(blob = %name))]
+    async fn put_streamed(&self, name: &str, content_type: &str, write: WriteBody) -> Result<(), StorageError> {
+        let mut parts = BodyParts::spawn(write, PART_SIZE);
+        let uploaded = self.upload_parts(name, content_type, &mut parts).await;
+        parts.finish().await;
+        uploaded
     }
 
     #[tracing::instrument(skip_all, fields(blob = %name))]

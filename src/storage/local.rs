@@ -23,7 +23,7 @@ use std::{
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
-use super::{BackendError, BlobStore, ETag, Lease, StorageError, StoredBlob, lease_seconds};
+use super::{BackendError, BlobStore, ETag, Lease, StorageError, StoredBlob, WriteBody, lease_seconds};
 
 /// The store's own files live here, out of the blob namespace.
 const INTERNAL_DIR: &str = ".certsync";
@@ -31,6 +31,8 @@ const INTERNAL_DIR: &str = ".certsync";
 const STALE_LOCK: Duration = Duration::from_secs(10);
 /// Give up waiting for the lock after this long.
 const LOCK_TIMEOUT: Duration = Duration::from_secs(30);
+/// Buffer between a streamed body's writer and its file (serializers make many small writes).
+const WRITE_BUFFER: usize = 64 * 1024;
 
 /// A directory used as a blob container.
 #[derive(Debug, Clone)]
@@ -143,20 +145,34 @@ fn read_blob(path: &Path) -> io::Result<Option<Vec<u8>>> {
 
 /// Write through a temporary file renamed into place.
 fn write_atomically(internal: &Path, target: &Path, bytes: &[u8]) -> io::Result<()> {
+    let written = write_temporary(internal, |file| file.write_all(bytes))?;
+    move_into_place(&written, target)
+}
+
+/// A new file under `.certsync/tmp` filled by `fill` and synced to disk; removed again if anything fails.
+fn write_temporary(internal: &Path, fill: impl FnOnce(&mut fs::File) -> io::Result<()>) -> io::Result<PathBuf> {
     let tmp_dir = internal.join("tmp");
     fs::create_dir_all(&tmp_dir)?;
-    if let Some(parent) = target.parent() {
-        fs::create_dir_all(parent)?;
-    }
     let tmp = tmp_dir.join(uuid::Uuid::new_v4().to_string());
     let result = (|| {
         let mut file = fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        fs::rename(&tmp, target)
+        fill(&mut file)?;
+        file.sync_all()
     })();
+    match result {
+        Ok(()) => Ok(tmp),
+        Err(error) => {
+            let _ = fs::remove_file(&tmp);
+            Err(error)
+        }
+    }
+}
+
+/// Renames a written temporary file to `target`, so readers see the old or the new content, never a mix.
+fn move_into_place(written: &Path, target: &Path) -> io::Result<()> {
+    let result = target.parent().map_or(Ok(()), fs::create_dir_all).and_then(|()| fs::rename(written, target));
     if result.is_err() {
-        let _ = fs::remove_file(&tmp);
+        let _ = fs::remove_file(written);
     }
     result
 }
@@ -275,6 +291,38 @@ impl BlobStore for LocalDirStore {
             write_atomically(&paths.internal, &paths.blob, &body).map_err(io)
         })
         .await
+    }
+
+    #[tracing::instrument(skip_all, fields(blob = %name))]
+    async fn put_streamed(&self, name: &str, _content_type: &str, write: WriteBody) -> Result<(), StorageError> {
+        Paths::new(&self.root, name).map_err(|error| unavailable("put", name, &error))?;
+        // Written before taking the lock: a large body takes a while, the lock is only needed for the lease check
+        // and the rename (a lock held for seconds would look stale to other processes).
+        let internal = self.root.join(INTERNAL_DIR);
+        let written = tokio::task::spawn_blocking(move || {
+            write_temporary(&internal, |file| {
+                let mut out = io::BufWriter::with_capacity(WRITE_BUFFER, file);
+                write(&mut out)?;
+                out.flush()
+            })
+        })
+        .await
+        .unwrap_or_else(|join| Err(io::Error::other(join)))
+        .map_err(|error| unavailable("put", name, &error))?;
+        let blob = name.to_owned();
+        let tmp = written.clone();
+        let moved = self
+            .locked("put", name, move |paths| {
+                if leased(paths).map_err(|error| unavailable("put", &blob, &error))? {
+                    return Err(StorageError::LeaseHeld { blob });
+                }
+                move_into_place(&written, &paths.blob).map_err(|error| unavailable("put", &blob, &error))
+            })
+            .await;
+        if moved.is_err() {
+            let _ = tokio::fs::remove_file(&tmp).await;
+        }
+        moved
     }
 
     #[tracing::instrument(skip_all, fields(blob = %name))]

@@ -23,6 +23,7 @@
 //! hold them implement `Debug` by hand and SDK errors are flattened and redacted into [`BackendError`].
 
 mod azure;
+mod body;
 mod connection;
 mod error;
 mod json;
@@ -33,6 +34,7 @@ mod sas;
 use std::{fmt, time::Duration};
 
 pub use azure::{AzureBlobStore, AzureBlobStoreOptions};
+pub use body::WriteBody;
 pub use connection::{
     ConnectionStringParts, DEVELOPMENT_STORAGE_ACCOUNT, DEVELOPMENT_STORAGE_BLOB_ENDPOINT, DEVELOPMENT_STORAGE_KEY,
     StorageConnection, parse_connection_string,
@@ -119,6 +121,11 @@ pub trait BlobStore: Send + Sync + fmt::Debug {
 
     /// Unconditional write (logs, reports: names never collide).
     async fn put(&self, name: &str, body: Vec<u8>, content_type: &str) -> Result<(), StorageError>;
+
+    /// [`Self::put`] for a body too large to hold whole: `write` writes it out and the store takes it as it is
+    /// written (see [`WriteBody`]). Nothing is stored unless the whole body was written: a failing `write` leaves the
+    /// blob as it was.
+    async fn put_streamed(&self, name: &str, content_type: &str, write: WriteBody) -> Result<(), StorageError>;
 
     /// Take the lease on `name` (creating an empty blob if missing); Ok(None) when someone else holds it.
     /// `duration` is clamped to [`MIN_LEASE`]..=[`MAX_LEASE`].

@@ -10,7 +10,7 @@ use std::{io::Write, time::Duration};
 
 use time::{OffsetDateTime, UtcOffset};
 
-use super::{BlobStore, StorageError};
+use super::{BlobStore, StorageError, WriteBody};
 
 /// Prefix of every stdout line written when a run log could not be uploaded.
 pub const RUN_LOG_STDOUT_PREFIX: &str = "certsync-run-log";
@@ -66,17 +66,15 @@ pub enum UploadOutcome {
     FellBackToStdout { error: StorageError },
 }
 
-/// Makes one body of a run log. Bodies are made when they are sent, one at a time (and again for a retry), rather than
-/// held together: at 100,000 users each is tens of MB.
-pub type LogBody<'a, T> = &'a (dyn Fn() -> T + Sync);
-
 /// Upload the run's text log and JSON report; on final failure print the text to stdout. Never fails, never panics.
+/// Each body is written out while it is uploaded (see [`WriteBody`]), never held whole: at 100,000 users they are
+/// tens of MB.
 pub async fn upload_run_log(
     store: &dyn BlobStore,
     started: OffsetDateTime,
     run_id: &str,
-    text: LogBody<'_, String>,
-    json: LogBody<'_, Vec<u8>>,
+    text: WriteBody,
+    json: WriteBody,
     retry: RetryPolicy,
 ) -> UploadOutcome {
     upload_run_log_with_fallback(store, started, run_id, text, json, retry, &mut std::io::stdout()).await
@@ -88,8 +86,8 @@ pub async fn upload_run_log_with_fallback(
     store: &dyn BlobStore,
     started: OffsetDateTime,
     run_id: &str,
-    text: LogBody<'_, String>,
-    json: LogBody<'_, Vec<u8>>,
+    text: WriteBody,
+    json: WriteBody,
     retry: RetryPolicy,
     fallback: &mut (dyn Write + Send),
 ) -> UploadOutcome {
@@ -97,8 +95,8 @@ pub async fn upload_run_log_with_fallback(
     tracing::Span::current().record("blob", log_blob.as_str());
 
     let uploaded = async {
-        put_with_retry(store, &log_blob, &|| text().into_bytes(), "text/plain; charset=utf-8", retry).await?;
-        put_with_retry(store, &json_blob, json, "application/json", retry).await
+        put_with_retry(store, &log_blob, &text, "text/plain; charset=utf-8", retry).await?;
+        put_with_retry(store, &json_blob, &json, "application/json", retry).await
     }
     .await;
 
@@ -108,7 +106,7 @@ pub async fn upload_run_log_with_fallback(
             let reason = crate::error_chain(&error);
             tracing::error!(error = %reason, "run log upload failed; printing the run log to stdout");
             // Printing is best effort: if stdout is gone too there is nowhere left to report to.
-            let _ = print_fallback(fallback, run_id, &log_blob, &reason, &text());
+            let _ = print_fallback(fallback, run_id, &log_blob, &reason, &text);
             UploadOutcome::FellBackToStdout { error }
         }
     }
@@ -117,14 +115,14 @@ pub async fn upload_run_log_with_fallback(
 async fn put_with_retry(
     store: &dyn BlobStore,
     name: &str,
-    body: LogBody<'_, Vec<u8>>,
+    body: &WriteBody,
     content_type: &str,
     retry: RetryPolicy,
 ) -> Result<(), StorageError> {
     let mut attempt = 0;
     loop {
         attempt += 1;
-        match store.put(name, body(), content_type).await {
+        match store.put_streamed(name, content_type, body.clone()).await {
             Ok(()) => return Ok(()),
             Err(error) if attempt < retry.max_attempts && error.is_transient() => {
                 let pause = retry.backoff(attempt);
@@ -141,11 +139,13 @@ fn print_fallback(
     run_id: &str,
     log_blob: &str,
     reason: &str,
-    text: &str,
+    text: &WriteBody,
 ) -> std::io::Result<()> {
     let prefix = format!("{RUN_LOG_STDOUT_PREFIX} {run_id}:");
     writeln!(out, "{prefix} run log {log_blob} could not be uploaded ({reason}); its full text follows")?;
-    for line in text.lines() {
+    let mut whole = Vec::new();
+    text(&mut whole)?;
+    for line in String::from_utf8_lossy(&whole).lines() {
         writeln!(out, "{prefix} {line}")?;
     }
     writeln!(out, "{prefix} end of run log {log_blob}")?;

@@ -38,8 +38,8 @@ use crate::config::Settings;
 use crate::domain::{TenantId, UserId};
 use crate::graph::{GraphClient, GraphError, GraphMetrics, GraphOptions, TenantCredential, build_credential};
 use crate::storage::{
-    AzureBlobStore, BlobStore, Lease, RetryPolicy, StorageConnection, StorageError, UploadOutcome, read_json,
-    update_json, upload_run_log,
+    AzureBlobStore, BlobStore, Lease, RetryPolicy, StorageConnection, StorageError, UploadOutcome, WriteBody,
+    read_json, update_json, upload_run_log,
 };
 use incremental::{Changes, DeltaCursor, SourceKey};
 
@@ -244,11 +244,21 @@ impl SyncService {
                 // The report says where its log is: fill that in optimistically, then correct it on failure.
                 let (log_blob, _) = crate::storage::run_log_names(started, &run_id);
                 report.log_location = Some(format!("{}/{log_blob}", self.settings.storage.log_container));
-                let text = || report.to_text();
+                // The bodies are written out by the store as it uploads them, from a report shared with the
+                // writer; it is ours alone again once the upload has returned.
+                let shared = Arc::new(report);
+                let text: WriteBody = {
+                    let report = shared.clone();
+                    Arc::new(move |out| report.write_text(out))
+                };
                 // Compact: the text log is the one for people; at 100,000 changes indentation was 12 of 32 MB.
-                let json = || serde_json::to_vec(&report).unwrap_or_default();
+                let json: WriteBody = {
+                    let report = shared.clone();
+                    Arc::new(move |out| serde_json::to_writer(out, &*report).map_err(std::io::Error::from))
+                };
                 let outcome =
-                    upload_run_log(stores.logs.as_ref(), started, &run_id, &text, &json, LOG_UPLOAD_RETRY).await;
+                    upload_run_log(stores.logs.as_ref(), started, &run_id, text, json, LOG_UPLOAD_RETRY).await;
+                report = Arc::try_unwrap(shared).unwrap_or_else(|shared| RunReport::clone(&shared));
                 if let UploadOutcome::FellBackToStdout { error } = outcome {
                     report.log_location = Some("stdout".to_owned());
                     report.log_upload_error = Some(crate::error_chain(&error));

@@ -1,7 +1,7 @@
 //! The run report: what a run saw, decided, did and failed to do. Serialized as the JSON audit record
 //! (schema in docs/run-report.md, `schemaVersion` 1) and rendered as the human log next to it.
 
-use std::fmt::Write as _;
+use std::io;
 
 use serde::Serialize;
 
@@ -263,58 +263,65 @@ impl RunReport {
 
     /// The human-readable log, in the spirit of the runbook's `Cert_Auth.log`, with every change and failure.
     pub fn to_text(&self) -> String {
-        let mut out = String::new();
+        let mut out = Vec::new();
+        // Writing into a Vec cannot fail, and everything written is UTF-8.
+        let _ = self.write_text(&mut out);
+        String::from_utf8(out).unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned())
+    }
+
+    /// [`Self::to_text`], written out as it is made (the run log is uploaded this way: 13 MB at 100,000 users).
+    pub fn write_text(&self, out: &mut dyn io::Write) -> io::Result<()> {
         let user = |u: &UserRef| format!("{} ({})", u.user_principal_name, u.id);
-        let _ = writeln!(out, "certsync run {} — {}", self.run_id, self.started);
-        let _ = writeln!(
+        writeln!(out, "certsync run {} — {}", self.run_id, self.started)?;
+        writeln!(
             out,
             "Trigger: {:?}{}",
             self.trigger,
             if self.dry_run { " — DRY RUN: nothing was written" } else { "" }
-        );
+        )?;
         if let super::incremental::ScopeReport::Incremental { groups, full_resync, affected_users } = &self.scope {
             let groups: Vec<String> = groups.iter().map(|g| format!("{:?} group {}", g.side, g.group)).collect();
-            let _ = writeln!(out, "Scope: change notification for {}", groups.join(", "));
+            writeln!(out, "Scope: change notification for {}", groups.join(", "))?;
             match full_resync {
                 Some(reason) => {
-                    let _ = writeln!(out, "  whole pairs reconciled: {reason}");
+                    writeln!(out, "  whole pairs reconciled: {reason}")?;
                 }
                 None => {
-                    let _ = writeln!(out, "  restricted to {affected_users} affected Tenant B user(s)");
+                    writeln!(out, "  restricted to {affected_users} affected Tenant B user(s)")?;
                 }
             }
         }
-        let _ = writeln!(out, "Tenant A: {}   Tenant B: {}", self.tenant_a, self.tenant_b);
-        let _ = writeln!(out, "Outcome: {}", self.outcome.label());
+        writeln!(out, "Tenant A: {}   Tenant B: {}", self.tenant_a, self.tenant_b)?;
+        writeln!(out, "Outcome: {}", self.outcome.label())?;
         if let RunOutcome::Failed { reason } | RunOutcome::Skipped { reason } = &self.outcome {
-            let _ = writeln!(out, "  {reason}");
+            writeln!(out, "  {reason}")?;
         }
         for pair in &self.pairs {
-            let _ = writeln!(out, "\n== {}: {} matched ==", pair.name, pair.matched);
+            writeln!(out, "\n== {}: {} matched ==", pair.name, pair.matched)?;
             for u in &pair.only_in_a {
-                let _ = writeln!(out, "Only in Tenant A: {}", user(u));
+                writeln!(out, "Only in Tenant A: {}", user(u))?;
             }
             for u in &pair.only_in_b {
-                let _ = writeln!(out, "Only in Tenant B: {}", user(u));
+                writeln!(out, "Only in Tenant B: {}", user(u))?;
             }
             for a in &pair.ambiguous {
                 let users: Vec<String> = a.users.iter().map(user).collect();
-                let _ = writeln!(out, "Ambiguous key {:?} in {:?}: {} — not written", a.key, a.side, users.join(", "));
+                writeln!(out, "Ambiguous key {:?} in {:?}: {} — not written", a.key, a.side, users.join(", "))?;
             }
             for s in &pair.without_key {
-                let _ = writeln!(out, "No match key ({:?}): {} {}", s.side, user(&s.user), s.reason);
+                writeln!(out, "No match key ({:?}): {} {}", s.side, user(&s.user), s.reason)?;
             }
             if pair.non_user_members_a + pair.non_user_members_b > 0 {
-                let _ = writeln!(
+                writeln!(
                     out,
                     "Non-user members skipped: {} in Tenant A, {} in Tenant B",
                     pair.non_user_members_a, pair.non_user_members_b
-                );
+                )?;
             }
         }
-        let _ = writeln!(out, "\n== Changes ==");
+        writeln!(out, "\n== Changes ==")?;
         for c in &self.changes {
-            let _ = writeln!(
+            writeln!(
                 out,
                 "{:?}: {} add {:?} remove {:?} → {:?}",
                 c.status,
@@ -322,36 +329,36 @@ impl RunReport {
                 c.change.add,
                 c.change.remove,
                 c.change.after()
-            );
+            )?;
             if let Some(e) = &c.error {
-                let _ = writeln!(out, "    error: {}", e.message);
+                writeln!(out, "    error: {}", e.message)?;
             }
         }
         for s in &self.skipped {
-            let _ = writeln!(out, "Skipped: {} {}", user(&s.user), s.reason);
+            writeln!(out, "Skipped: {} {}", user(&s.user), s.reason)?;
         }
         for c in &self.conflicts {
-            let _ = writeln!(
+            writeln!(
                 out,
                 "Conflict: {} needs {:?}, already held by {} ({})",
                 user(&c.user),
                 c.value,
                 c.holder_user_principal_name.as_deref().unwrap_or("another user"),
                 c.holder_id
-            );
+            )?;
         }
         if let Some(reason) = &self.removals_disabled {
-            let _ = writeln!(out, "Removals disabled: {reason}");
+            writeln!(out, "Removals disabled: {reason}")?;
         }
         if let Some(held) = &self.removals_held_back {
-            let _ = writeln!(out, "Removals held back: {}", held.reason);
+            writeln!(out, "Removals held back: {}", held.reason)?;
         }
         for note in &self.notes {
-            let _ = writeln!(out, "Note: {note}");
+            writeln!(out, "Note: {note}")?;
         }
-        let _ = writeln!(out, "\nTotals: {}", self.totals);
+        writeln!(out, "\nTotals: {}", self.totals)?;
         let g = &self.graph;
-        let _ = writeln!(
+        writeln!(
             out,
             "Graph: Tenant A {} reads; Tenant B {} reads, {} writes in {} batches; {} retries; throttle wait {} ms. Duration {} ms.",
             g.tenant_a.reads,
@@ -361,7 +368,7 @@ impl RunReport {
             g.tenant_a.retries + g.tenant_b.retries,
             g.tenant_a.throttle_wait_ms + g.tenant_b.throttle_wait_ms,
             self.duration_ms
-        );
-        out
+        )?;
+        Ok(())
     }
 }

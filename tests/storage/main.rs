@@ -67,7 +67,7 @@ impl Drop for TempDir {
 /// The behaviour every `BlobStore` must have.
 mod contract {
     use super::*;
-    use certsync::storage::{ETag, read_json, update_json, upload_run_log};
+    use certsync::storage::{ETag, WriteBody, read_json, update_json, upload_run_log};
 
     pub async fn get_of_a_missing_blob_is_none(store: Arc<dyn BlobStore>) {
         assert_eq!(store.get("nothing/here.json").await.unwrap(), None);
@@ -185,8 +185,8 @@ mod contract {
             store.as_ref(),
             started,
             "run-1",
-            &|| "line one\nline two\n".to_owned(),
-            &|| br#"{"ok":true}"#.to_vec(),
+            Arc::new(|out| out.write_all(b"line one\nline two\n")),
+            Arc::new(|out| out.write_all(br#"{"ok":true}"#)),
             RetryPolicy::default(),
         )
         .await;
@@ -198,6 +198,36 @@ mod contract {
         assert_eq!(store.get(&log).await.unwrap().unwrap().bytes, b"line one\nline two\n");
         assert_eq!(store.get(&json).await.unwrap().unwrap().bytes, br#"{"ok":true}"#);
         assert_eq!(store.list("2024/06/30/").await.unwrap(), [json, log]);
+    }
+
+    /// A body several times the size of the parts stores cut it into (1 MiB), ending in a partial part.
+    fn large_body() -> Vec<u8> {
+        (0..3_500_000u32).map(|i| (i % 253) as u8).collect()
+    }
+
+    pub async fn a_streamed_body_larger_than_a_part_arrives_whole(store: Arc<dyn BlobStore>) {
+        store.put("2024/report.json", b"older content".to_vec(), "application/json").await.unwrap();
+        let body = large_body();
+        // Written in small pieces, as a serializer writes.
+        let write: WriteBody = Arc::new(|out| large_body().chunks(4096).try_for_each(|piece| out.write_all(piece)));
+        store.put_streamed("2024/report.json", "application/json", write).await.unwrap();
+        let stored = store.get("2024/report.json").await.unwrap().expect("the blob");
+        assert_eq!(stored.bytes.len(), body.len());
+        assert!(stored.bytes == body, "the stored body differs from what was written");
+    }
+
+    pub async fn a_streamed_body_whose_writer_fails_leaves_the_blob_as_it_was(store: Arc<dyn BlobStore>) {
+        store.put("2024/report.json", b"older content".to_vec(), "application/json").await.unwrap();
+        // Two full parts are handed over before the writer fails.
+        let write: WriteBody = Arc::new(|out| {
+            out.write_all(&large_body()[..2_500_000])?;
+            Err(std::io::Error::other("the report could not be serialized"))
+        });
+        let error = store.put_streamed("2024/report.json", "application/json", write).await.unwrap_err();
+        let StorageError::Unavailable { source, .. } = &error else { panic!("expected Unavailable, got {error:?}") };
+        assert!(source.to_string().contains("the report could not be serialized"), "{error}: {source}");
+        assert_eq!(store.get("2024/report.json").await.unwrap().unwrap().bytes, b"older content");
+        assert_eq!(store.list("").await.unwrap(), ["2024/report.json"], "nothing else was created");
     }
 }
 
@@ -238,6 +268,8 @@ contract_tests!(
     corrupt_json_is_reported_and_left_untouched,
     list_returns_sorted_names_under_a_prefix,
     upload_run_log_writes_the_text_and_json_blobs,
+    a_streamed_body_larger_than_a_part_arrives_whole,
+    a_streamed_body_whose_writer_fails_leaves_the_blob_as_it_was,
 );
 
 #[tokio::test]
@@ -269,8 +301,8 @@ async fn upload_run_log_with_azurite_stopped_falls_back_to_stdout() {
         &store,
         datetime!(2024-06-30 12:00:00 UTC),
         "run-42",
-        &|| text.to_owned(),
-        &|| b"{}".to_vec(),
+        Arc::new(move |out| out.write_all(text.as_bytes())),
+        Arc::new(|out| out.write_all(b"{}")),
         retry,
         &mut stdout,
     )
