@@ -3,7 +3,7 @@
 //! No I/O, no clock, no async (style: omicron's planner/executor split). Apply only executes what is here, re-merging
 //! with a fresher read of each user through the same [`merge`] so a concurrent administrator edit is never lost.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -386,7 +386,7 @@ pub fn plan(observed: &Observed, settings: &PlanSettings) -> Plan {
                             Ok(value) => desire
                                 .details()
                                 .certificate_values
-                                .push(CertificateValue { value: value.to_string(), certificate }),
+                                .push(CertificateValue { value: value.into(), certificate }),
                             Err(reason) => {
                                 desire.details().missing.push(format!("{reason} ({})", source.user_principal_name))
                             }
@@ -395,7 +395,7 @@ pub fn plan(observed: &Observed, settings: &PlanSettings) -> Plan {
                     continue;
                 }
                 match template.render(source) {
-                    Ok(value) => desire.want(value.to_string(), settings.templates.len()),
+                    Ok(value) => desire.want(value.into(), settings.templates.len()),
                     Err(reason) => {
                         desire.details().missing.push(format!("{} ({})", reason, source.user_principal_name))
                     }
@@ -420,8 +420,6 @@ pub fn plan(observed: &Observed, settings: &PlanSettings) -> Plan {
             }
         }
     }
-    // Values this run gives to someone: a second user wanting the same value is a conflict, not a second write.
-    let mut given: HashMap<String, &DirectoryUser> = HashMap::new();
     let mut removals: BTreeMap<&UserId, Vec<String>> = BTreeMap::new();
     let mut freed: BTreeSet<String> = BTreeSet::new();
     for (id, desire) in &desires {
@@ -473,10 +471,15 @@ pub fn plan(observed: &Observed, settings: &PlanSettings) -> Plan {
         }
     }
 
-    // 4. Each user's final list.
+    // 4. Each user's final list. A value wanted by two users of this run goes to the first (in id order) that can
+    // take it; the other gets a conflict, not a second write. Only values wanted more than once are tracked: a map of
+    // every value given would copy each one at a first sync. The desires are consumed, their values moved into the
+    // changes rather than copied.
+    let contested = values_wanted_more_than_once(&desires);
+    let mut given: HashMap<String, &DirectoryUser> = HashMap::new();
     let mut ledger_edits: Vec<(UserId, Vec<String>)> =
         observed.deleted_targets.iter().map(|deleted| (deleted.clone(), Vec::new())).collect();
-    for (id, desire) in &desires {
+    for (id, desire) in desires {
         let Some(user) = desire.user else { continue };
         let user_ref = UserRef::from(user);
         let skip = |reason: String| Skip { user: user_ref.clone(), side: Side::TenantB, reason };
@@ -498,24 +501,21 @@ pub fn plan(observed: &Observed, settings: &PlanSettings) -> Plan {
         }
         let current = &user.certificate_user_ids;
         let remove = removals.remove(id).unwrap_or_default();
+        let wants_values = !desire.values.is_empty();
         let mut add = Vec::new();
-        for value in desire.values.iter().filter(|v| !current.contains(v)) {
-            match holders.get(value.as_str()) {
-                Some(holder) if holder.id != user.id && !freed.contains(value) => result.conflicts.push(Conflict {
+        for value in desire.values.into_iter().filter(|v| !current.contains(v)) {
+            let holder = match holders.get(value.as_str()) {
+                Some(holder) if holder.id != user.id && !freed.contains(&value) => Some(*holder),
+                _ => given.get(&value).copied(),
+            };
+            match holder {
+                Some(holder) => result.conflicts.push(Conflict {
                     user: user_ref.clone(),
-                    value: value.clone(),
+                    value,
                     holder_id: holder.id.to_string(),
                     holder_user_principal_name: Some(holder.user_principal_name.clone()),
                 }),
-                _ => match given.get(value) {
-                    Some(other) => result.conflicts.push(Conflict {
-                        user: user_ref.clone(),
-                        value: value.clone(),
-                        holder_id: other.id.to_string(),
-                        holder_user_principal_name: Some(other.user_principal_name.clone()),
-                    }),
-                    None => add.push(value.clone()),
-                },
+                None => add.push(value),
             }
         }
         let room = MAX_VALUES_PER_USER.saturating_sub(current.len() - remove.len());
@@ -537,7 +537,7 @@ pub fn plan(observed: &Observed, settings: &PlanSettings) -> Plan {
                 .push(skip("not written: the ownership ledger cannot be read (see removalsDisabled)".to_owned()));
             continue;
         }
-        for value in &add {
+        for value in add.iter().filter(|v| contested.contains(v.as_str())) {
             given.insert(value.clone(), user);
         }
         if add.is_empty() && remove.is_empty() {
@@ -546,7 +546,7 @@ pub fn plan(observed: &Observed, settings: &PlanSettings) -> Plan {
             if owned.iter().any(|v| !current.contains(v)) {
                 ledger_edits.push(((*id).clone(), owned.iter().filter(|v| current.contains(v)).cloned().collect()));
             }
-            if !desire.values.is_empty() {
+            if wants_values {
                 result.unchanged += 1;
                 result.unchanged_users.insert((*id).clone());
             }
@@ -560,6 +560,18 @@ pub fn plan(observed: &Observed, settings: &PlanSettings) -> Plan {
     result.changes.shrink_to_fit();
     result.ledger_edits = LedgerEdits::new(ledger, ledger_edits);
     result
+}
+
+/// The values more than one user of the run wants.
+fn values_wanted_more_than_once(desires: &BTreeMap<&UserId, Desire<'_>>) -> HashSet<String> {
+    let mut first_wanted: HashSet<&str> = HashSet::with_capacity(desires.len());
+    let mut contested = HashSet::new();
+    for value in desires.values().filter(|d| d.user.is_some()).flat_map(|d| &d.values) {
+        if !first_wanted.insert(value.as_str()) {
+            contested.insert(value.clone());
+        }
+    }
+    contested
 }
 
 #[cfg(test)]

@@ -260,6 +260,39 @@ fn a_value_held_by_another_user_is_a_conflict_naming_the_holder() {
 }
 
 #[test]
+fn a_value_two_users_of_the_run_want_is_written_once_and_the_other_is_a_conflict() {
+    let (kim_a, lee_a) = (
+        user("kim@a.example").mail("desk@contoso.com").build(),
+        user("lee@a.example").mail("desk@contoso.com").build(),
+    );
+    let (kim_b, lee_b) = (user("kim@b.example").build(), user("lee@b.example").build());
+    let both = observed(vec![kim_a, lee_a], vec![kim_b.clone(), lee_b.clone()], LedgerState::Missing);
+    let plan = plan(&both, &settings(&["rfc822"]));
+    assert_eq!(plan.changes.len(), 1, "{:?}", plan.changes);
+    let first = plan.changes[0].user.id.clone();
+    assert_eq!(first, kim_b.id.min(lee_b.id.clone()), "the first user in id order gets it");
+    assert_eq!(plan.conflicts.len(), 1);
+    assert_eq!(plan.conflicts[0].value, "X509:<RFC822>desk@contoso.com");
+    assert_eq!(plan.conflicts[0].holder_id, first.to_string(), "the conflict names the user who got it");
+}
+
+#[test]
+fn a_contested_value_the_first_user_cannot_take_goes_to_the_next() {
+    let (kim_a, lee_a) = (
+        user("kim@a.example").mail("desk@contoso.com").build(),
+        user("lee@a.example").mail("desk@contoso.com").build(),
+    );
+    let (mut kim_b, mut lee_b) = (user("kim@b.example").build(), user("lee@b.example").build());
+    // Whoever comes first in id order is synchronized from on-premises, so it cannot be written.
+    let first = if kim_b.id < lee_b.id { &mut kim_b } else { &mut lee_b };
+    first.on_premises_sync_enabled = Some(true);
+    let plan = plan(&observed(vec![kim_a, lee_a], vec![kim_b, lee_b], LedgerState::Missing), &settings(&["rfc822"]));
+    assert!(plan.conflicts.is_empty(), "{:?}", plan.conflicts);
+    assert_eq!(plan.changes.len(), 1);
+    assert_eq!(plan.changes[0].add, ["X509:<RFC822>desk@contoso.com"]);
+}
+
+#[test]
 fn a_value_moving_from_one_user_to_another_is_not_a_conflict() {
     // Hank's key moved from one Tenant B account to another: the old one loses our value, the new one gets it.
     let hank_a = user("hank@a.example").build();
