@@ -48,7 +48,7 @@ where
             None => (None, None),
         };
         let updated = f(value);
-        let body = serde_json::to_vec_pretty(&updated).map_err(|error| StorageError::Corrupt {
+        let body = serde_json::to_vec(&updated).map_err(|error| StorageError::Corrupt {
             blob: name.to_owned(),
             reason: format!("the new document cannot be serialized: {error}"),
         })?;

@@ -590,7 +590,7 @@ impl SyncService {
                     // An unreadable cursor holds nothing worth keeping (unlike the ledger): replace it, under the lease.
                     Err(StorageError::Corrupt { .. }) => stores
                         .state
-                        .put(blob, serde_json::to_vec_pretty(cursor).unwrap_or_default(), "application/json")
+                        .put(blob, serde_json::to_vec(cursor).unwrap_or_default(), "application/json")
                         .await
                         .map(|()| cursor.clone()),
                     other => other,
