@@ -25,6 +25,7 @@ enum Message {
 pub(super) struct BodyParts {
     messages: mpsc::Receiver<Message>,
     writer: JoinHandle<()>,
+    ended: bool,
 }
 
 impl BodyParts {
@@ -41,15 +42,21 @@ impl BodyParts {
             // The receiver may be gone (the upload failed); then nobody needs to know.
             let _ = sender.blocking_send(last);
         });
-        BodyParts { messages, writer }
+        BodyParts { messages, writer, ended: false }
     }
 
     /// The next part; `None` once the whole body has been received. An error when the writer failed or stopped before
     /// the end: the caller must then not commit what it received, a truncated report is worse than none.
     pub(super) async fn next(&mut self) -> io::Result<Option<Vec<u8>>> {
+        if self.ended {
+            return Ok(None);
+        }
         match self.messages.recv().await {
             Some(Message::Part(part)) => Ok(Some(part)),
-            Some(Message::End) => Ok(None),
+            Some(Message::End) => {
+                self.ended = true;
+                Ok(None)
+            }
             Some(Message::Failed(error)) => Err(error),
             None => Err(io::Error::other("the body's writer stopped before the end of the body")),
         }
@@ -57,7 +64,7 @@ impl BodyParts {
 
     /// Stops the writer if it is still running and waits for it, so that whatever it holds is released on return.
     pub(super) async fn finish(self) {
-        let BodyParts { mut messages, writer } = self;
+        let BodyParts { mut messages, writer, .. } = self;
         // Closing makes the writer's next send fail, which ends its write with an error.
         messages.close();
         drop(messages);
@@ -132,10 +139,11 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_empty_body_has_no_parts() {
-        let (parts, outcome) = received(Arc::new(|_| Ok(())), 1000).await;
-        outcome.expect("complete");
-        assert!(parts.is_empty());
+    async fn an_empty_body_has_no_parts_and_stays_ended() {
+        let mut parts = BodyParts::spawn(Arc::new(|_| Ok(())), 1000);
+        assert!(parts.next().await.expect("complete").is_none());
+        assert!(parts.next().await.expect("still complete").is_none(), "asking again is not an error");
+        parts.finish().await;
     }
 
     #[tokio::test]

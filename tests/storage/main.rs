@@ -216,6 +216,11 @@ mod contract {
         assert!(stored.bytes == body, "the stored body differs from what was written");
     }
 
+    pub async fn a_streamed_empty_body_is_an_empty_blob(store: Arc<dyn BlobStore>) {
+        store.put_streamed("empty.log", "text/plain", Arc::new(|_| Ok(()))).await.unwrap();
+        assert_eq!(store.get("empty.log").await.unwrap().expect("the blob").bytes, b"");
+    }
+
     pub async fn a_streamed_body_whose_writer_fails_leaves_the_blob_as_it_was(store: Arc<dyn BlobStore>) {
         store.put("2024/report.json", b"older content".to_vec(), "application/json").await.unwrap();
         // Two full parts are handed over before the writer fails.
@@ -269,6 +274,7 @@ contract_tests!(
     list_returns_sorted_names_under_a_prefix,
     upload_run_log_writes_the_text_and_json_blobs,
     a_streamed_body_larger_than_a_part_arrives_whole,
+    a_streamed_empty_body_is_an_empty_blob,
     a_streamed_body_whose_writer_fails_leaves_the_blob_as_it_was,
 );
 
