@@ -4,6 +4,8 @@
 //!
 //! The names, meanings and defaults are listed in the README ("Settings"); `local.settings.sample.json` shows them.
 
+mod schedule;
+
 use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
@@ -525,6 +527,12 @@ pub fn parse_pairs(value: &str) -> Result<Vec<PairSettings>, String> {
     Ok(pairs)
 }
 
+/// Storage account names are 3 to 24 characters, lower-case letters and digits only ("Storage account name", Azure
+/// resource naming rules).
+fn is_storage_account_name(name: &str) -> bool {
+    (3..=24).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+}
+
 /// The storage connection named `name`, read the Functions way: `<name>` is a connection string, or
 /// `<name>__blobServiceUri` (identity-based, with `<name>__clientId` for a user-assigned identity).
 fn read_storage(reader: &mut Reader<'_>) -> Option<StorageSettings> {
@@ -545,10 +553,20 @@ fn read_storage(reader: &mut Reader<'_>) -> Option<StorageSettings> {
     } else if let Some(uri) = reader.url(&service_uri_name) {
         Some(StorageConnection::Identity { blob_service_uri: uri })
     } else if let Some(account) = reader.optional(&account_name_name) {
-        match Url::parse(&format!("https://{account}.blob.core.windows.net")) {
-            Ok(uri) => Some(StorageConnection::Identity { blob_service_uri: uri }),
-            Err(_) => {
-                reader.problem(&account_name_name, format!("{account:?} is not a storage account name"));
+        // Checked before it becomes a host name: the managed identity's token is sent there.
+        match is_storage_account_name(&account)
+            .then(|| Url::parse(&format!("https://{account}.blob.core.windows.net")).ok())
+            .flatten()
+        {
+            Some(uri) => Some(StorageConnection::Identity { blob_service_uri: uri }),
+            None => {
+                reader.problem(
+                    &account_name_name,
+                    format!(
+                        "{account:?} is not a storage account name (3 to 24 lower-case letters and digits); \
+                         for another cloud or a custom endpoint set {service_uri_name} instead"
+                    ),
+                );
                 None
             }
         }
@@ -746,15 +764,9 @@ impl Settings {
             }
         }
         if let Some(schedule) = r.optional(SYNC_SCHEDULE)
-            && schedule.split_whitespace().count() != 6
+            && let Err(problem) = schedule::check_ncrontab(&schedule)
         {
-            r.problem(
-                SYNC_SCHEDULE,
-                format!(
-                    "must be a 6-field NCRONTAB expression ({{second}} {{minute}} {{hour}} {{day}} {{month}} \
-                     {{day-of-week}}, UTC), e.g. \"0 0 */4 * * *\"; not {schedule:?}"
-                ),
-            );
+            r.problem(SYNC_SCHEDULE, problem);
         }
 
         if !r.problems.is_empty() {
@@ -971,5 +983,37 @@ mod tests {
         let s = Settings::load(&env).unwrap();
         assert!(matches!(s.storage.connection, StorageConnection::Identity { .. }));
         assert_eq!(s.storage.client_id.as_deref(), Some("44444444-4444-4444-4444-444444444444"));
+    }
+
+    #[test]
+    fn an_account_name_becomes_the_blob_endpoint_only_when_it_is_one() {
+        let with_account = |name: &str| {
+            let mut env = minimal();
+            env.remove("AzureWebJobsStorage");
+            env.insert("AzureWebJobsStorage__accountName".into(), name.into());
+            Settings::load(&env)
+        };
+        let s = with_account("certsync01").unwrap();
+        let StorageConnection::Identity { blob_service_uri } = &s.storage.connection else {
+            panic!("expected identity-based storage");
+        };
+        assert_eq!(blob_service_uri.as_str(), "https://certsync01.blob.core.windows.net/");
+        // A name that is not an account name never becomes a host the identity's token is sent to.
+        for name in ["ab", "CertSync", "cert-sync", "x@evil.example#", "evil.example/x", "a23456789012345678901234z"] {
+            let err = with_account(name).unwrap_err();
+            assert_eq!(err.problems[0].name, "AzureWebJobsStorage__accountName", "{name}: {err}");
+            assert!(err.to_string().contains("3 to 24 lower-case letters and digits"), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_schedule_the_timer_trigger_would_refuse_is_named_at_start() {
+        let mut env = minimal();
+        env.insert("SYNC_SCHEDULE".into(), "0 0 */4 * * 7".into());
+        let err = Settings::load(&env).unwrap_err();
+        assert_eq!(err.problems[0].name, "SYNC_SCHEDULE");
+        assert!(err.to_string().contains("day-of-week field \"7\""), "{err}");
+        env.insert("SYNC_SCHEDULE".into(), "0 15 2 * * Sun".into());
+        Settings::load(&env).expect("a valid schedule");
     }
 }

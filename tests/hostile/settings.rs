@@ -166,7 +166,8 @@ fn hostile_value() -> impl Strategy<Value = String> {
             "urn:uuid:11111111-1111-1111-1111-111111111111", "11111111-1111-1111-1111-111111111111\0", "http://", "https://",
             "javascript:alert(1)", "ftp://example.com", "https://exa mple.com", "https://[::1", "-1", "1e309", "NaN", "inf",
             "18446744073709551616", "100.0000001", "->", ";;;", "a->b", "X509:<PN>{", "X509:<XX>{upn}", "{upn}", "extension:",
-            "0 0 */4 * *", "* * * * * * *", "UseDevelopmentStorage=false", "AccountName=x", "AccountKey=;", "--", "A",
+            "0 0 */4 * *", "* * * * * * *", "0 0 25 * * *", "0 */0 * * * *", "0 0 0 * Foo-Bar/x *", "0 0 9-,-5 * * *",
+            "UseDevelopmentStorage=false", "AccountName=x", "AccountKey=;", "--", "A",
             "/nonexistent/ca.pem", "/", "/dev/null",
         ])
         .prop_map(str::to_owned),
