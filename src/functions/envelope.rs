@@ -54,6 +54,13 @@ pub struct TimerInfo {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EnvelopeError {
+    #[error(
+        "the invocation body is larger than {limit_mib} MiB, the most this handler reads; no Graph notification or \
+         timer payload comes near that, so the request did not come from the Functions host as configured"
+    )]
+    TooLarge { limit_mib: usize },
+    #[error("the invocation body could not be read: {0}")]
+    Unreadable(String),
     #[error("the invocation body is not the Functions envelope JSON: {0}")]
     NotJson(String),
     #[error("the invocation has no trigger payload under Data.{0}")]

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -57,13 +58,23 @@ fn invocation_id(headers: &HeaderMap) -> String {
     headers.get(INVOCATION_ID_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("none").to_owned()
 }
 
-/// Parses the envelope; a body that is not one is a failed invocation, answered with the reason in `Logs`.
-fn parse_envelope(body: &Bytes) -> Result<InvocationRequest, EnvelopeError> {
-    serde_json::from_slice(body).map_err(|e| {
-        let error = EnvelopeError::NotJson(e.to_string());
+/// The invocation's envelope, or why there is none and the status to fail the invocation with: the body is over
+/// [`MAX_ENVELOPE_BYTES`], cannot be read, or is not an envelope.
+fn read_envelope(body: Result<Bytes, BytesRejection>) -> Result<InvocationRequest, (StatusCode, EnvelopeError)> {
+    let parsed = match body {
+        Ok(body) => {
+            serde_json::from_slice(&body).map_err(|e| (StatusCode::BAD_REQUEST, EnvelopeError::NotJson(e.to_string())))
+        }
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => Err((
+            StatusCode::PAYLOAD_TOO_LARGE,
+            EnvelopeError::TooLarge { limit_mib: MAX_ENVELOPE_BYTES / (1024 * 1024) },
+        )),
+        Err(rejection) => Err((rejection.status(), EnvelopeError::Unreadable(rejection.body_text()))),
+    };
+    if let Err((_, error)) = &parsed {
         tracing::error!(%error, "rejected invocation");
-        error
-    })
+    }
+    parsed
 }
 
 /// A failed invocation: non-2xx, still the JSON envelope so the reason reaches the host's log.
@@ -73,13 +84,13 @@ pub(super) fn failed(status: StatusCode, reason: String) -> Response {
     (status, Json(response)).into_response()
 }
 
-async fn cert_sync(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn cert_sync(State(state): State<AppState>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
     let id = invocation_id(&headers);
     let span = tracing::info_span!("invocation", function = CERT_SYNC_FUNCTION, invocation_id = %id);
     async move {
-        let request = match parse_envelope(&body) {
+        let request = match read_envelope(body) {
             Ok(request) => request,
-            Err(error) => return failed(StatusCode::BAD_REQUEST, error.to_string()),
+            Err((status, error)) => return failed(status, error.to_string()),
         };
         let (status, response) = super::timer::handle(&state, &request, &id).await;
         (status, Json(response)).into_response()
@@ -88,13 +99,13 @@ async fn cert_sync(State(state): State<AppState>, headers: HeaderMap, body: Byte
     .await
 }
 
-async fn webhook(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn webhook(State(state): State<AppState>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
     let id = invocation_id(&headers);
     let span = tracing::info_span!("invocation", function = WEBHOOK_FUNCTION, invocation_id = %id);
     async move {
-        let request = match parse_envelope(&body) {
+        let request = match read_envelope(body) {
             Ok(request) => request,
-            Err(error) => return failed(StatusCode::BAD_REQUEST, error.to_string()),
+            Err((status, error)) => return failed(status, error.to_string()),
         };
         let (status, response) = super::webhook::handle(&state.webhook, &request);
         (status, Json(response)).into_response()
@@ -103,13 +114,17 @@ async fn webhook(State(state): State<AppState>, headers: HeaderMap, body: Bytes)
     .await
 }
 
-async fn notifications(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn notifications(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     let id = invocation_id(&headers);
     let span = tracing::info_span!("invocation", function = NOTIFICATIONS_FUNCTION, invocation_id = %id);
     async move {
-        let request = match parse_envelope(&body) {
+        let request = match read_envelope(body) {
             Ok(request) => request,
-            Err(error) => return failed(StatusCode::BAD_REQUEST, error.to_string()),
+            Err((status, error)) => return failed(status, error.to_string()),
         };
         let (status, response) = super::notifications::handle(&state, &request, &id).await;
         (status, Json(response)).into_response()

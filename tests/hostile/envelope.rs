@@ -116,10 +116,10 @@ fn envelopes_of_any_json_shape_get_the_answer_the_protocol_requires() {
 }
 
 #[test]
-fn an_envelope_over_the_8_mib_buffer_limit_is_refused_with_413_not_buffered() {
-    // `routes::MAX_ENVELOPE_BYTES`: the server stops reading there. The answer comes from axum's body limit
-    // (413, plain text), before any handler runs — the host fails the invocation, which is the right outcome for
-    // a request no Graph notification can produce (the webhook's own limit is 1 MiB).
+fn an_envelope_over_the_8_mib_buffer_limit_is_refused_with_413_and_the_reason() {
+    // `routes::MAX_ENVELOPE_BYTES`: the server stops reading there, before the handler parses anything. The answer
+    // is still the host's envelope, so the reason reaches the host's log: no Graph notification can come near it
+    // (the webhook's own limit is 1 MiB).
     let rt = runtime();
     let app = rt.block_on(HostileApp::start());
     let padding = "x".repeat(8 * 1024 * 1024);
@@ -127,5 +127,6 @@ fn an_envelope_over_the_8_mib_buffer_limit_is_refused_with_413_not_buffered() {
     for (_, function) in ROUTES {
         let reply = rt.block_on(app.invoke(function, envelope.clone()));
         assert_eq!(reply.status, 413, "{function}: {:.300}", reply.text);
+        assert!(reply.logs().contains("larger than 8 MiB"), "{function}: {:.300}", reply.text);
     }
 }
