@@ -239,9 +239,7 @@ impl AzureBlobStore {
         };
         let blocks = self.client.blob_client(name).block_blob_client();
         let mut ids: Vec<Vec<u8>> = Vec::new();
-        let mut next = Some(second);
-        let mut part = Some(first);
-        while let Some(body) = part {
+        let mut stage = async |body: Vec<u8>| {
             // Block ids of one blob must all have the same length ("Put Block").
             let id = format!("{:08}", ids.len()).into_bytes();
             let length = body.len() as u64;
@@ -250,10 +248,13 @@ impl AzureBlobStore {
                 .await
                 .map_err(|error| self.unavailable("put", name, &error))?;
             ids.push(id);
-            part = match next.take() {
-                Some(body) => Some(body),
-                None => parts.next().await.map_err(unfinished)?,
-            };
+            Ok::<_, StorageError>(())
+        };
+        stage(first).await?;
+        let mut part = Some(second);
+        while let Some(body) = part {
+            stage(body).await?;
+            part = parts.next().await.map_err(unfinished)?;
         }
         let list = BlockLookupList { latest: Some(ids), ..Default::default() };
         let options = BlockBlobClientCommitBlockListOptions {
