@@ -24,6 +24,23 @@ impl InvocationRequest {
     pub fn trigger(&self, binding: &str) -> Option<&Value> {
         self.data.get(binding).or_else(|| if self.data.len() == 1 { self.data.values().next() } else { None })
     }
+
+    /// A `Metadata` scalar (name matched in any case) as text. The real host JSON-encodes each binding-data value
+    /// that is not an object (`GetHttpScriptInvocationContextValue`, `ScriptInvocationContextExtensions.cs`), so a
+    /// queue message's `DequeueCount` arrives as `"1"` and its `Id` as `"\"…\""`; other hosts send plain values.
+    /// Both read the same: `Some("1")`, `Some("…")`. `None` for a missing value, null, an object or an array.
+    pub fn metadata_text(&self, name: &str) -> Option<String> {
+        let value = self.metadata.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v)?;
+        match value {
+            Value::String(text) => match serde_json::from_str::<Value>(text) {
+                Ok(Value::String(inner)) => Some(inner),
+                _ => Some(text.clone()),
+            },
+            Value::Number(n) => Some(n.to_string()),
+            Value::Bool(b) => Some(b.to_string()),
+            _ => None,
+        }
+    }
 }
 
 /// The reply to every invocation. `ReturnValue` is always serialized (null included) and `Outputs` always an object:

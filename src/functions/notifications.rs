@@ -1,7 +1,13 @@
 //! `function-notifications`: the queue-triggered worker behind the webhook.
 //!
 //! The host dequeues a `graph-notifications` message (what `function-webhook` queued: a [`QueuedNotification`]) and
-//! posts `{"Data":{"message": <JSON string or object>},"Metadata":{"DequeueCount": n, …}}`. The answer decides the
+//! posts `{"Data":{"message": …},"Metadata":{"DequeueCount": …, …}}`. The real host binds a queue trigger without
+//! `dataType` as a .NET string and passes every string through `JsonConvert.SerializeObject`
+//! (`GetHttpScriptInvocationContextValue` in `src/WebJobs.Script/Workers/MessageExtensions/
+//! ScriptInvocationContextExtensions.cs`, asserted by its test `GetHttpScriptInvocationContextValueTest_String`), so
+//! the message arrives JSON-encoded twice and each `Metadata` scalar as JSON text (`"DequeueCount":"1"`,
+//! `"Id":"\"…\""`). The Learn sample shows the message encoded once, and a host could hand over an object: all three
+//! are read (functions.md, "Non-HTTP triggers", corrected). The answer decides the
 //! message's fate (functions.md, "Non-HTTP triggers"): 2xx deletes it; non-2xx fails the invocation, the message
 //! comes back after the visibility timeout, and after `maxDequeueCount` (host.json: 5) attempts the host moves it to
 //! `graph-notifications-poison`. So:
@@ -19,7 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
-use super::envelope::{InvocationRequest, InvocationResponse};
+use super::envelope::{InvocationRequest, InvocationResponse, kind_of};
 use super::routes::AppState;
 use super::webhook::QueuedNotification;
 use crate::domain::GroupId;
@@ -39,26 +45,43 @@ pub struct WorkerCounters {
     pub unknown_subscription: AtomicU64,
 }
 
+/// How many JSON strings may wrap the message object in `Data.message`: the real host's encoding of the message text
+/// adds one and the text itself is another; a third allows a queue written by a tool that JSON-encodes its text
+/// before queueing it, as the host's own output conversion would for a string. Anything deeper is not a message.
+const MAX_STRING_LAYERS: usize = 3;
+
 /// What the message is, or why it is not one.
 fn parse_message(request: &InvocationRequest) -> Result<QueuedNotification, String> {
     let payload = request.trigger(MESSAGE_BINDING).ok_or("the invocation has no Data.message")?;
-    match payload {
-        Value::String(text) => serde_json::from_str(text).map_err(|e| format!("not a queued notification: {e}")),
-        Value::Object(_) => {
-            serde_json::from_value(payload.clone()).map_err(|e| format!("not a queued notification: {e}"))
+    let object = message_object(payload)?;
+    serde_json::from_value(object).map_err(|e| format!("not a queued notification: {e}"))
+}
+
+/// Unwraps the JSON strings around the message object ([`MAX_STRING_LAYERS`] at most).
+fn message_object(payload: &Value) -> Result<Value, String> {
+    if !matches!(payload, Value::Object(_) | Value::String(_)) {
+        return Err(format!("Data.message is {}, not a queued notification", kind_of(payload)));
+    }
+    let mut current = payload.clone();
+    let mut layers = 0;
+    while let Value::String(text) = &current {
+        if layers == MAX_STRING_LAYERS {
+            return Err(format!(
+                "Data.message is wrapped in more than {MAX_STRING_LAYERS} JSON strings, not a queued notification"
+            ));
         }
-        other => Err(format!("Data.message is {}, not a queued notification", super::envelope::kind_of(other))),
+        current = serde_json::from_str(text).map_err(|e| format!("not a queued notification: {e}"))?;
+        layers += 1;
+    }
+    match current {
+        Value::Object(_) => Ok(current),
+        other => Err(format!("Data.message holds {} as JSON text, not a queued notification", kind_of(&other))),
     }
 }
 
-/// `Metadata.DequeueCount`: a number, or a string of one [inferred]; 1 when absent.
+/// `Metadata.DequeueCount`: a number, its text (the real host's `"1"`), or that text JSON-encoded; 1 when absent.
 fn dequeue_count(request: &InvocationRequest) -> u64 {
-    let value = request.metadata.iter().find(|(k, _)| k.eq_ignore_ascii_case("DequeueCount")).map(|(_, v)| v);
-    match value {
-        Some(Value::Number(n)) => n.as_u64().unwrap_or(1),
-        Some(Value::String(s)) => s.trim().parse().unwrap_or(1),
-        _ => 1,
-    }
+    request.metadata_text("DequeueCount").and_then(|text| text.trim().parse().ok()).unwrap_or(1)
 }
 
 pub async fn handle(
@@ -72,8 +95,17 @@ pub async fn handle(
         Ok(message) => message,
         Err(reason) => {
             let total = state.counters.malformed.fetch_add(1, Ordering::Relaxed) + 1;
-            tracing::error!(%reason, malformed_total = total, "dropped a malformed queue message: it can never succeed");
-            response.log(format!("Dropped a malformed message (it can never succeed, so it is not retried): {reason}"));
+            let queue_message_id = request.metadata_text("Id").unwrap_or_else(|| "unknown".to_owned());
+            tracing::error!(
+                %reason,
+                %queue_message_id,
+                malformed_total = total,
+                "dropped a malformed queue message: it can never succeed"
+            );
+            response.log(format!(
+                "Dropped a malformed message (queue message id {queue_message_id}; it can never succeed, so it is not \
+                 retried): {reason}"
+            ));
             return (StatusCode::OK, response);
         }
     };
@@ -180,21 +212,44 @@ mod tests {
     }
 
     #[test]
-    fn a_message_parses_from_a_json_string_or_an_object() {
+    fn a_message_parses_as_the_real_host_sends_it_encoded_once_or_as_an_object() {
         let message = json!({"subscriptionId": "s1", "tenantId": "t", "changeType": "updated", "groupId": "g", "resource": "Groups/g"});
-        for data in [json!({"message": message.to_string()}), json!({"message": message})] {
-            let parsed = parse_message(&request(data, json!({}))).unwrap();
-            assert_eq!(parsed.subscription_id, "s1");
-        }
-        for bad in [json!({"message": "not json"}), json!({"message": 42}), json!({"message": {"x": 1}}), json!({})] {
-            assert!(parse_message(&request(bad.clone(), json!({}))).is_err(), "{bad}");
+        let text = message.to_string();
+        // The real host: the message text goes through JsonConvert.SerializeObject once more.
+        let real_host = Value::String(Value::String(text.clone()).to_string());
+        for (form, data) in [
+            ("real host", json!({"message": real_host})),
+            ("encoded once", json!({"message": text})),
+            ("object", json!({"message": message})),
+        ] {
+            let parsed = parse_message(&request(data, json!({}))).unwrap_or_else(|e| panic!("{form}: {e}"));
+            assert_eq!(parsed.subscription_id, "s1", "{form}");
         }
     }
 
     #[test]
-    fn the_dequeue_count_is_read_as_a_number_or_a_string() {
+    fn a_message_that_is_not_a_notification_in_any_encoding_is_malformed() {
+        let four_layers = (0..4).fold(json!({"subscriptionId": "s1"}), |v, _| Value::String(v.to_string()));
+        for (bad, reason) in [
+            (json!({"message": "not json"}), "not a queued notification"),
+            (json!({"message": "\"not json\""}), "not a queued notification"),
+            (json!({"message": "\"42\""}), "holds a number as JSON text"),
+            (json!({"message": 42}), "Data.message is a number"),
+            (json!({"message": {"x": 1}}), "missing field `subscriptionId`"),
+            (json!({"message": four_layers}), "wrapped in more than 3 JSON strings"),
+            (json!({}), "no Data.message"),
+        ] {
+            let error = parse_message(&request(bad.clone(), json!({}))).expect_err(&bad.to_string());
+            assert!(error.contains(reason), "{bad}: {error}");
+        }
+    }
+
+    #[test]
+    fn the_dequeue_count_is_read_as_a_number_its_text_or_that_text_encoded() {
         assert_eq!(dequeue_count(&request(json!({}), json!({"DequeueCount": 3}))), 3);
         assert_eq!(dequeue_count(&request(json!({}), json!({"DequeueCount": "5"}))), 5);
+        assert_eq!(dequeue_count(&request(json!({}), json!({"DequeueCount": "\"4\""}))), 4);
+        assert_eq!(dequeue_count(&request(json!({}), json!({"dequeuecount": "2"}))), 2);
         assert_eq!(dequeue_count(&request(json!({}), json!({}))), 1);
     }
 
