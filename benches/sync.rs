@@ -20,6 +20,9 @@ use std::time::{Duration, Instant};
 use graph_emulator::{AppRegistration, Directory, Emulator, EmulatorOptions, NewUser, RequestKind, Throttling};
 use serde_json::Value;
 
+#[allow(dead_code)] // The host rules shared with tests/; the benchmark uses the queue and HTTP conversions.
+#[path = "../tests/support/functions_host.rs"]
+mod functions_host;
 #[path = "sync/incremental.rs"]
 mod incremental;
 

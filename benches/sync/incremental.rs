@@ -2,10 +2,11 @@
 //! host between Graph (the emulator) and the binary, a real change notification, and the queue-triggered
 //! `function-notifications` invocation that runs `run_incremental`. Also the webhook's acknowledgement latency.
 //!
-//! The host stand-in does what tests/api/host.rs does (functions.md, custom handlers): a POST to
-//! `/api/function-webhook?code=…` is wrapped in the HTTP envelope and posted to the handler, `Outputs.res` becomes
-//! the answer and `Outputs.notifications` is kept as the queue. The queue is drained by this benchmark, one
-//! `{"Data":{"message":…},"Metadata":{"DequeueCount":1,…}}` at a time, so each invocation can be timed alone.
+//! The host stand-in converts as the real host does (`tests/support/functions_host.rs`, each rule with its source in
+//! Azure/azure-functions-host): a POST to `/api/function-webhook?code=…` is wrapped in the HTTP envelope and posted
+//! to the handler, `Outputs.res` becomes the answer and `Outputs.notifications` becomes the queue's messages, one per
+//! element. The queue is drained by this benchmark one message at a time, each posted JSON-encoded twice as the host
+//! posts a message bound as a string, so each invocation can be timed alone.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -23,6 +24,7 @@ use certsync::storage::{AzureBlobStore, BlobStore, StorageConnection};
 use graph_emulator::{Emulator, NewUser, RequestKind};
 use serde_json::{Value, json};
 
+use super::functions_host::{self, Dequeued, HttpTriggerRequest};
 use super::{BINARY, Pair, Row};
 
 const FUNCTION_KEY: &str = "bench-function-key";
@@ -222,11 +224,18 @@ async fn http_trigger(
     if query.get("code").map(String::as_str) != Some(FUNCTION_KEY) {
         return StatusCode::UNAUTHORIZED.into_response();
     }
-    let mut header_map: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut header_list: Vec<(String, Vec<String>)> = Vec::new();
     for (name, value) in &headers {
-        header_map.entry(name.as_str().to_owned()).or_default().push(value.to_str().unwrap_or_default().to_owned());
+        let value = value.to_str().unwrap_or_default().to_owned();
+        match header_list.iter_mut().find(|(n, _)| n == name.as_str()) {
+            Some((_, values)) => values.push(value),
+            None => header_list.push((name.as_str().to_owned(), vec![value])),
+        }
     }
-    let envelope = http_envelope(query, header_map, &String::from_utf8_lossy(&body));
+    let url = format!("https://certsync.azurewebsites.net{uri}");
+    let content_type = headers.get("content-type").and_then(|v| v.to_str().ok());
+    let request = HttpTriggerRequest { url: &url, method: "POST", headers: header_list, body: &body, content_type };
+    let envelope = functions_host::http_trigger_envelope("function-webhook", "req", &request);
     let Some(handler) = shared.handler.lock().unwrap().clone() else {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     };
@@ -236,16 +245,8 @@ async fn http_trigger(
     let Ok(reply) = answer.json::<Value>().await else {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     };
-    let queued: Vec<Value> = match &reply["Outputs"]["notifications"] {
-        Value::Array(items) => items.clone(),
-        Value::Null => vec![],
-        other => vec![other.clone()],
-    };
-    shared
-        .queue
-        .lock()
-        .unwrap()
-        .extend(queued.iter().map(|item| item.as_str().map(str::to_owned).unwrap_or_else(|| item.to_string())));
+    let queued = functions_host::queue_output_messages(reply["Outputs"].get("notifications"));
+    shared.queue.lock().unwrap().extend(queued.iter().map(|message| String::from_utf8_lossy(message).into_owned()));
     let res = &reply["Outputs"]["res"];
     let status = match &res["statusCode"] {
         Value::String(s) => s.parse().unwrap_or(500),
@@ -260,30 +261,10 @@ async fn http_trigger(
     response
 }
 
-fn http_envelope(query: BTreeMap<String, String>, headers: BTreeMap<String, Vec<String>>, body: &str) -> Value {
-    json!({
-        "Data": {"req": {
-            "Url": "https://certsync.azurewebsites.net/api/function-webhook",
-            "Method": "POST",
-            "Query": query,
-            "Headers": headers,
-            "Params": {},
-            "Body": body,
-            "Identities": []
-        }},
-        "Metadata": {"sys": {"MethodName": "function-webhook", "UtcNow": "2026-11-22T10:00:00Z", "RandGuid": uuid::Uuid::new_v4().to_string()}}
-    })
-}
-
 fn queue_envelope(message: &str) -> Value {
-    json!({
-        "Data": {"message": message},
-        "Metadata": {
-            "DequeueCount": 1,
-            "Id": uuid::Uuid::new_v4().to_string(),
-            "sys": {"MethodName": "function-notifications", "UtcNow": "2026-11-22T10:00:00Z", "RandGuid": uuid::Uuid::new_v4().to_string()},
-        },
-    })
+    let id = uuid::Uuid::new_v4().to_string();
+    let dequeued = Dequeued { id: &id, dequeue_count: 1, inserted: time::OffsetDateTime::now_utc() };
+    functions_host::queue_trigger_envelope("function-notifications", "message", message, &dequeued)
 }
 
 fn timer_envelope() -> Value {
@@ -397,9 +378,17 @@ pub(super) async fn webhook_ack(env: &HashMap<String, String>, burst: usize, con
             let body = json!({"value": [{"subscriptionId": format!("00000000-0000-4000-8000-{i:012}"),
                 "clientState": CLIENT_STATE, "changeType": "updated", "resource": "Groups/g", "tenantId": "t",
                 "resourceData": {"@odata.type": "#Microsoft.Graph.Group", "id": "g"}}]});
-            let query = BTreeMap::from([("code".to_owned(), FUNCTION_KEY.to_owned())]);
-            let headers = BTreeMap::from([("Content-Type".to_owned(), vec!["application/json".to_owned()])]);
-            http_envelope(query, headers, &body.to_string()).to_string()
+            let body = body.to_string();
+            let url = format!("https://certsync.azurewebsites.net/api/function-webhook?code={FUNCTION_KEY}");
+            let headers = vec![("Content-Type".to_owned(), vec!["application/json".to_owned()])];
+            let request = HttpTriggerRequest {
+                url: &url,
+                method: "POST",
+                headers,
+                body: body.as_bytes(),
+                content_type: Some("application/json"),
+            };
+            functions_host::http_trigger_envelope("function-webhook", "req", &request).to_string()
         })
         .collect();
     let url = serve.url("/function-webhook");

@@ -53,30 +53,21 @@ const MAX_STRING_LAYERS: usize = 3;
 /// What the message is, or why it is not one.
 fn parse_message(request: &InvocationRequest) -> Result<QueuedNotification, String> {
     let payload = request.trigger(MESSAGE_BINDING).ok_or("the invocation has no Data.message")?;
-    let object = message_object(payload)?;
-    serde_json::from_value(object).map_err(|e| format!("not a queued notification: {e}"))
-}
-
-/// Unwraps the JSON strings around the message object ([`MAX_STRING_LAYERS`] at most).
-fn message_object(payload: &Value) -> Result<Value, String> {
-    if !matches!(payload, Value::Object(_) | Value::String(_)) {
-        return Err(format!("Data.message is {}, not a queued notification", kind_of(payload)));
-    }
-    let mut current = payload.clone();
-    let mut layers = 0;
-    while let Value::String(text) = &current {
-        if layers == MAX_STRING_LAYERS {
-            return Err(format!(
-                "Data.message is wrapped in more than {MAX_STRING_LAYERS} JSON strings, not a queued notification"
-            ));
+    let not_a_notification = |e: serde_json::Error| format!("not a queued notification: {e}");
+    let mut text = match payload {
+        Value::Object(_) => return serde_json::from_value(payload.clone()).map_err(not_a_notification),
+        Value::String(text) => text.clone(),
+        other => return Err(format!("Data.message is {}, not a queued notification", kind_of(other))),
+    };
+    // Each JSON string is decoded into the text it holds; the first text that is not a JSON string is read as the
+    // notification itself (straight into the struct: an ignored member need not fit a `Value`, e.g. `1e999`).
+    for _ in 0..MAX_STRING_LAYERS {
+        if !text.trim_start().starts_with('"') {
+            return serde_json::from_str(&text).map_err(not_a_notification);
         }
-        current = serde_json::from_str(text).map_err(|e| format!("not a queued notification: {e}"))?;
-        layers += 1;
+        text = serde_json::from_str::<String>(&text).map_err(not_a_notification)?;
     }
-    match current {
-        Value::Object(_) => Ok(current),
-        other => Err(format!("Data.message holds {} as JSON text, not a queued notification", kind_of(&other))),
-    }
+    Err(format!("Data.message is wrapped in more than {MAX_STRING_LAYERS} JSON strings, not a queued notification"))
 }
 
 /// `Metadata.DequeueCount`: a number, its text (the real host's `"1"`), or that text JSON-encoded; 1 when absent.
@@ -233,7 +224,7 @@ mod tests {
         for (bad, reason) in [
             (json!({"message": "not json"}), "not a queued notification"),
             (json!({"message": "\"not json\""}), "not a queued notification"),
-            (json!({"message": "\"42\""}), "holds a number as JSON text"),
+            (json!({"message": "\"42\""}), "invalid type: integer `42`"),
             (json!({"message": 42}), "Data.message is a number"),
             (json!({"message": {"x": 1}}), "missing field `subscriptionId`"),
             (json!({"message": four_layers}), "wrapped in more than 3 JSON strings"),

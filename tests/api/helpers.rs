@@ -12,6 +12,7 @@ use graph_emulator::{Emulator, EmulatorOptions};
 use serde_json::{Value, json};
 
 use super::azurite::Azurite;
+use super::functions_host::{self, HostLogLevel};
 
 pub const BINARY: &str = env!("CARGO_BIN_EXE_certsync");
 
@@ -97,6 +98,17 @@ impl Output {
     pub fn stderr(&self) -> String {
         self.stderr.lock().unwrap().clone()
     }
+
+    /// The lines the host would log at `level` (`functions_host::console_log_level`).
+    pub fn host_log(&self, level: HostLogLevel) -> Vec<String> {
+        let stdout = self.stdout();
+        let stderr = self.stderr();
+        let lines = stdout.lines().map(|l| (false, l)).chain(stderr.lines().map(|l| (true, l)));
+        lines
+            .filter(|(from_stderr, line)| functions_host::console_log_level(*from_stderr, line) == level)
+            .map(|(_, line)| line.to_owned())
+            .collect()
+    }
 }
 
 pub fn free_port() -> u16 {
@@ -129,24 +141,44 @@ pub fn spawn_binary(args: &[&str], env: &HashMap<String, String>) -> (Child, Out
 }
 
 impl TestApp {
-    /// Starts `certsync serve` as the host does and waits for the readiness probe to answer (the host waits 60 s).
+    /// Starts `certsync serve` as the host does (`tests/support/functions_host.rs`): any HTTP answer to `GET /`
+    /// within 30 s means ready; a process that exits or stays silent is restarted up to 3 times, then the host gives
+    /// up, and so does this. The handler must also answer that probe with a 2xx, which is the product's promise.
     pub async fn spawn(env: &HashMap<String, String>) -> Self {
+        let mut failures = Vec::new();
+        for _ in 0..=functions_host::RESTARTS {
+            match Self::start_once(env).await {
+                Ok(app) => return app,
+                Err(failure) => failures.push(failure),
+            }
+        }
+        panic!(
+            "the host would give up: certsync did not start in {} attempts:\n{}",
+            failures.len(),
+            failures.join("\n")
+        );
+    }
+
+    async fn start_once(env: &HashMap<String, String>) -> Result<Self, String> {
         let port = free_port();
         let mut env = env.clone();
         env.insert("FUNCTIONS_CUSTOMHANDLER_PORT".into(), port.to_string());
-        env.insert("LOG_FORMAT".into(), "json".into());
+        env.entry("LOG_FORMAT".into()).or_insert_with(|| "json".into());
         let (child, output) = spawn_binary(&["serve"], &env);
         let mut app = Self { child, port, output, client: reqwest::Client::new() };
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + functions_host::INITIALIZATION_TIMEOUT;
         loop {
             if let Ok(response) = app.client.get(app.url("/")).send().await {
-                assert!(response.status().is_success());
-                return app;
+                assert!(response.status().is_success(), "GET / answered {}:\n{}", response.status(), app.output());
+                return Ok(app);
             }
             if let Ok(Some(status)) = app.child.try_wait() {
-                panic!("certsync exited during start-up ({status}):\n{}", app.output());
+                return Err(format!("certsync exited during start-up ({status}):\n{}", app.output()));
             }
-            assert!(Instant::now() < deadline, "certsync did not answer GET / within 30 s:\n{}", app.output());
+            if Instant::now() > deadline {
+                app.kill();
+                return Err(format!("certsync did not answer GET / within 30 s:\n{}", app.output()));
+            }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }

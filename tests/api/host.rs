@@ -1,14 +1,15 @@
 //! A stand-in for the Azure Functions host between Graph (the emulator) and the real binary, since the host itself
-//! cannot run here. It does what functions.md documents, no more:
+//! cannot run here. Every conversion it applies is the real host's, from `tests/support/functions_host.rs`, where
+//! each rule cites the host's source file and method:
 //! - the HTTP trigger (`authLevel: function`): a raw POST to `/api/function-webhook` is refused with 401 unless its
-//!   `?code=` is the function key; otherwise it is wrapped in the envelope (`Data.req` with `Url`, `Method`, `Query`
-//!   decoded, `Headers` name → [values], `Body` as a string), posted to `/function-webhook`, and `Outputs.res`
-//!   becomes the HTTP answer. The `notifications` queue output is stored *before* that answer; a non-2xx invocation
-//!   answers 500.
-//! - the queue trigger: each message is posted to `/function-notifications` as
-//!   `{"Data":{"message":<string>},"Metadata":{"DequeueCount":n,…}}`, at most `batchSize` (4) at once; a non-2xx
-//!   answer puts it back after a visibility timeout, and after `maxDequeueCount` (5) attempts it goes to the poison
-//!   list.
+//!   `?code=` is the function key; otherwise it is wrapped in the envelope the host builds (`GetRequestAsJObject`),
+//!   posted to `/function-webhook`, and `Outputs.res` becomes the HTTP answer. The `notifications` queue output is
+//!   turned into messages as the host's queue binding does (one per array element, base64 strings decoded) and
+//!   stored *before* that answer; a non-2xx invocation answers 500.
+//! - the queue trigger: each message is posted to `/function-notifications` as the host posts a message bound as a
+//!   string, JSON-encoded twice (`GetHttpScriptInvocationContextValue`), with `DequeueCount`, `Id`, … as JSON text,
+//!   at most `batchSize` (4) at once; a non-2xx answer puts it back after a visibility timeout, and after
+//!   `maxDequeueCount` (5) attempts it goes to the poison list.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -21,9 +22,11 @@ use axum::extract::{OriginalUri, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+
+use super::functions_host::{self, Dequeued, HttpTriggerRequest};
 
 /// host.json `extensions.queues`.
 pub const MAX_DEQUEUE_COUNT: u64 = 5;
@@ -36,6 +39,7 @@ pub struct QueueMessage {
     pub id: String,
     pub text: String,
     pub dequeue_count: u64,
+    inserted: time::OffsetDateTime,
     visible_at: Instant,
 }
 
@@ -147,8 +151,13 @@ impl Drop for HostShim {
 }
 
 fn enqueue(shared: &Shared, text: String) {
-    let message =
-        QueueMessage { id: uuid::Uuid::new_v4().to_string(), text, dequeue_count: 0, visible_at: Instant::now() };
+    let message = QueueMessage {
+        id: uuid::Uuid::new_v4().to_string(),
+        text,
+        dequeue_count: 0,
+        inserted: time::OffsetDateTime::now_utc(),
+        visible_at: Instant::now(),
+    };
     shared.queue.lock().unwrap().push_back(message);
 }
 
@@ -162,28 +171,27 @@ async fn http_trigger(
 ) -> Response {
     shared.webhook_posts.fetch_add(1, Ordering::SeqCst);
     let raw_query = uri.query().unwrap_or_default();
-    // The host decodes the query the ASP.NET way: form encoding, `+` is a space.
+    // The host checks the key itself, decoding the query the ASP.NET way (form encoding, `+` is a space).
     let query: BTreeMap<String, String> = url::form_urlencoded::parse(raw_query.as_bytes()).into_owned().collect();
     if query.get("code") != Some(&shared.function_key) {
         return (StatusCode::UNAUTHORIZED, "").into_response();
     }
-    let mut header_map: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut header_list: Vec<(String, Vec<String>)> = Vec::new();
     for (name, value) in &headers {
-        header_map.entry(name.as_str().to_owned()).or_default().push(value.to_str().unwrap_or_default().to_owned());
+        let value = value.to_str().unwrap_or_default().to_owned();
+        match header_list.iter_mut().find(|(n, _)| n == name.as_str()) {
+            Some((_, values)) => values.push(value),
+            None => header_list.push((name.as_str().to_owned(), vec![value])),
+        }
     }
     let host = headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1");
-    let envelope = json!({
-        "Data": {"req": {
-            "Url": format!("http://{host}{uri}"),
-            "Method": method.as_str(),
-            "Query": query,
-            "Headers": header_map,
-            "Params": {},
-            "Body": String::from_utf8_lossy(&body),
-            "Identities": [],
-        }},
-        "Metadata": {"sys": {"MethodName": "function-webhook", "UtcNow": now_text(), "RandGuid": uuid::Uuid::new_v4().to_string()}},
-    });
+    let url = format!("http://{host}{uri}");
+    let content_type = headers.get("content-type").and_then(|v| v.to_str().ok());
+    let envelope = functions_host::http_trigger_envelope(
+        "function-webhook",
+        "req",
+        &HttpTriggerRequest { url: &url, method: method.as_str(), headers: header_list, body: &body, content_type },
+    );
     let Some(handler) = shared.handler.get() else {
         return (StatusCode::SERVICE_UNAVAILABLE, "the handler is not started").into_response();
     };
@@ -204,20 +212,10 @@ async fn http_trigger(
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     };
     // The queue output is persisted before Graph gets its answer.
-    match &reply["Outputs"]["notifications"] {
-        Value::Array(items) => {
-            for item in items {
-                let text = item.as_str().map(str::to_owned).unwrap_or_else(|| item.to_string());
-                shared.history.lock().unwrap().push(text.clone());
-                enqueue(&shared, text);
-            }
-        }
-        Value::Null => {}
-        other => {
-            let text = other.as_str().map(str::to_owned).unwrap_or_else(|| other.to_string());
-            shared.history.lock().unwrap().push(text.clone());
-            enqueue(&shared, text);
-        }
+    for message in functions_host::queue_output_messages(reply["Outputs"].get("notifications")) {
+        let text = String::from_utf8_lossy(&message).into_owned();
+        shared.history.lock().unwrap().push(text.clone());
+        enqueue(&shared, text);
     }
     let res = &reply["Outputs"]["res"];
     let status = match &res["statusCode"] {
@@ -237,10 +235,6 @@ async fn http_trigger(
         }
     }
     response
-}
-
-fn now_text() -> String {
-    time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
 }
 
 /// The queue trigger: up to `BATCH_SIZE` messages at once, retries, poison.
@@ -290,16 +284,12 @@ async fn queue_worker(shared: Arc<Shared>) {
 
 async fn invoke(shared: &Shared, message: &QueueMessage) -> (u16, Value) {
     let Some(handler) = shared.handler.get() else { return (503, Value::Null) };
-    let envelope = json!({
-        "Data": {"message": message.text},
-        "Metadata": {
-            "DequeueCount": message.dequeue_count,
-            "Id": message.id,
-            "InsertionTime": now_text(),
-            "PopReceipt": uuid::Uuid::new_v4().to_string(),
-            "sys": {"MethodName": "function-notifications", "UtcNow": now_text(), "RandGuid": uuid::Uuid::new_v4().to_string()},
-        },
-    });
+    let envelope = functions_host::queue_trigger_envelope(
+        "function-notifications",
+        "message",
+        &message.text,
+        &Dequeued { id: &message.id, dequeue_count: message.dequeue_count, inserted: message.inserted },
+    );
     let sent = shared
         .client
         .post(format!("{handler}/function-notifications"))
@@ -313,5 +303,50 @@ async fn invoke(shared: &Shared, message: &QueueMessage) -> (u16, Value) {
             (status, response.json().await.unwrap_or(Value::Null))
         }
         Err(_) => (500, Value::Null),
+    }
+}
+
+/// The rules of `functions_host` checked against the host's own tests and source, where they exist.
+mod rules {
+    use serde_json::{Value, json};
+    use time::OffsetDateTime;
+
+    use super::functions_host::*;
+    #[test]
+    fn a_string_is_json_encoded_once_more_as_the_hosts_own_test_asserts() {
+        // GetHttpScriptInvocationContextValueTest_String.
+        assert_eq!(invocation_context_value(&HostValue::Text("stringTest")), json!("\"stringTest\""));
+        let envelope = queue_trigger_envelope(
+            "function-notifications",
+            "message",
+            r#"{"a":1}"#,
+            &Dequeued { id: "m1", dequeue_count: 2, inserted: OffsetDateTime::now_utc() },
+        );
+        assert_eq!(envelope["Data"]["message"], json!(r#""{\"a\":1}""#));
+        assert_eq!(envelope["Metadata"]["DequeueCount"], json!("2"));
+        assert_eq!(envelope["Metadata"]["Id"], json!("\"m1\""));
+        assert!(envelope["Metadata"]["sys"].is_object());
+    }
+
+    #[test]
+    fn newtonsoft_escapes_what_it_escapes_and_nothing_else() {
+        assert_eq!(newtonsoft_string("a\"b\\c\n\u{1}\u{2028}é"), "\"a\\\"b\\\\c\\n\\u0001\\u2028é\"");
+    }
+
+    #[test]
+    fn an_output_array_is_one_message_per_element_and_base64_is_decoded() {
+        let messages = queue_output_messages(Some(&json!(["{\"x\":1}", "{\"y\":2}"])));
+        assert_eq!(messages, vec![b"{\"x\":1}".to_vec(), b"{\"y\":2}".to_vec()]);
+        assert_eq!(queue_output_messages(Some(&json!("aGVsbG8="))), vec![b"hello".to_vec()]);
+        assert_eq!(queue_output_messages(Some(&json!("[\"a\",\"b\"]"))).len(), 2);
+        assert!(queue_output_messages(Some(&Value::Null)).is_empty());
+        assert_eq!(queue_output_messages(Some(&json!({"k": 1}))), vec![b"{\n  \"k\": 1\n}".to_vec()]);
+    }
+
+    #[test]
+    fn stderr_lines_are_errors_unless_they_say_warn() {
+        assert_eq!(console_log_level(false, "error: anything"), HostLogLevel::Information);
+        assert_eq!(console_log_level(true, "WARN retrying"), HostLogLevel::Warning);
+        assert_eq!(console_log_level(true, "listening"), HostLogLevel::Error);
     }
 }

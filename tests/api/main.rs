@@ -4,6 +4,9 @@
 
 #[path = "../support/azurite.rs"]
 mod azurite;
+#[allow(dead_code)] // The shared host rules; each suite uses some of them.
+#[path = "../support/functions_host.rs"]
+mod functions_host;
 mod helpers;
 mod host;
 

@@ -9,6 +9,7 @@ use certsync::storage::{AzureBlobStore, BlobStore, StorageConnection};
 use graph_emulator::{EmulatorOptions, FaultKind, Faults, NewUser, RequestKind, RequestRecord};
 use serde_json::{Value, json};
 
+use super::functions_host::{Dequeued, queue_trigger_envelope};
 use super::helpers::{Output, TestApp, World, spawn_binary, timer_envelope};
 use super::host::{HostShim, MAX_DEQUEUE_COUNT};
 
@@ -128,6 +129,13 @@ async fn a_user_added_to_the_tenant_a_group_gets_its_value_through_a_notificatio
     n.directory().add_member(TENANT_A, &n.world.world.group_a, &frank_a);
 
     n.converge(&frank_b, &["X509:<S>CN=frank"]).await;
+    // Every message went through the real host's conversion (JSON-encoded twice) and none was dropped.
+    let invocations = n.shim.invocations();
+    assert!(!invocations.is_empty());
+    for invocation in &invocations {
+        assert_eq!(invocation.status, 200, "{invocation:#?}");
+        assert!(!invocation.reply["Logs"].to_string().contains("malformed"), "{invocation:#?}");
+    }
     let seen = graph_requests(&n.world);
     assert_eq!(delta_reads(&n.world, TENANT_A), 1, "one delta query for the changed group: {seen:#?}");
     assert_eq!(delta_reads(&n.world, TENANT_B), 0, "the unchanged group is not asked: {seen:#?}");
@@ -431,8 +439,9 @@ async fn a_message_that_keeps_failing_is_retried_then_poisoned_and_a_replay_catc
 async fn a_malformed_queue_message_is_answered_200_and_logged_so_it_is_not_retried() {
     let world = World::start().await;
     let app = TestApp::spawn(&world.env).await;
-    for message in [json!("not json"), json!(42), json!({"unexpected": true})] {
-        let envelope = json!({"Data": {"message": message}, "Metadata": {"DequeueCount": 1}});
+    for text in ["not json", "42", r#"{"unexpected": true}"#] {
+        let dequeued = Dequeued { id: "m1", dequeue_count: 1, inserted: time::OffsetDateTime::now_utc() };
+        let envelope = queue_trigger_envelope("function-notifications", "message", text, &dequeued);
         let (status, _, reply) = app.invoke("function-notifications", &envelope).await;
         assert_eq!(status, 200, "{reply}");
         assert!(reply["Logs"][0].as_str().unwrap().contains("malformed"), "{reply}");

@@ -2,6 +2,7 @@
 
 use serde_json::{Value, json};
 
+use super::functions_host::HostLogLevel;
 use super::helpers::{TestApp, World, http_envelope, timer_envelope};
 
 fn assert_envelope_reply(content_type: &str, reply: &Value) {
@@ -122,8 +123,23 @@ async fn logs_go_to_stdout_as_json_with_the_invocation_id_and_never_to_stderr() 
     let record: Value = serde_json::from_str(line).expect("JSON log line");
     let spans = record["spans"].as_array().expect("the span list");
     assert!(spans.iter().any(|s| s["invocation_id"].as_str().is_some_and(|id| id.len() == 36)), "{record}");
-    assert!(app.output.stderr().trim().is_empty(), "stderr is logged as errors by the host:\n{}", app.output.stderr());
+    let errors = app.output.host_log(HostLogLevel::Error);
+    assert!(errors.is_empty(), "a successful run that the host logs as errors: {errors:#?}");
     for secret in [certsync::demo::SECRET_A, certsync::demo::SECRET_B, "test-client-state", super::azurite::KEY] {
         assert!(!stdout.contains(secret), "a secret reached the log");
     }
+}
+
+#[tokio::test]
+async fn text_logs_under_the_host_carry_no_terminal_colours() {
+    // The host stores each stdout line verbatim (`WorkerProcess.OnOutputDataReceived`): escape codes would reach
+    // Application Insights. The handler's stdout is a pipe here, as it is under the host.
+    let mut world = World::start().await;
+    world.env.insert("LOG_FORMAT".into(), "text".into());
+    let app = TestApp::spawn(&world.env).await;
+    let (status, _, _) = app.invoke("function-cert-sync", &timer_envelope(Value::Null, false)).await;
+    assert_eq!(status, 200);
+    let stdout = app.wait_for_stdout("sync run finished").await;
+    assert!(stdout.contains("sync run finished"), "{stdout}");
+    assert!(!stdout.contains('\u{1b}'), "an ANSI escape in the host's log: {stdout:.2000}");
 }

@@ -24,6 +24,9 @@
 
 #[path = "../support/azurite.rs"]
 mod azurite;
+#[allow(dead_code)] // The shared host rules; each suite uses some of them.
+#[path = "../support/functions_host.rs"]
+mod functions_host;
 #[allow(dead_code)] // Shared with tests/api; this suite uses the process and host helpers only.
 #[path = "../api/helpers.rs"]
 mod helpers;

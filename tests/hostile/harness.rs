@@ -21,6 +21,8 @@ use proptest::test_runner::{Config, TestRunner};
 use serde_json::Value;
 use tower::ServiceExt;
 
+use crate::functions_host::{Dequeued, queue_trigger_envelope};
+
 /// Longest any single invocation or settings load may take. The real budgets are far tighter (Graph wants a
 /// webhook answer within 3 s, a validation answer within 10 s: change-notifications-delivery-webhooks); these paths
 /// do no network I/O, so anything near this deadline is a hang, not a slow machine.
@@ -255,7 +257,15 @@ pub fn webhook_post(body: &str) -> Vec<u8> {
         .into_bytes()
 }
 
-/// The queue-trigger envelope of `function-notifications` (functions.md, "Non-HTTP triggers").
+/// The envelope the real host posts to `function-notifications` for a queue message whose text is `text`: bound as
+/// a string, so JSON-encoded twice, with the metadata as JSON text (`tests/support/functions_host.rs`).
+pub fn queue_message(text: &str) -> Vec<u8> {
+    let dequeued = Dequeued { id: "hostile-message", dequeue_count: 1, inserted: time::OffsetDateTime::now_utc() };
+    queue_trigger_envelope("function-notifications", "message", text, &dequeued).to_string().into_bytes()
+}
+
+/// A queue-trigger envelope with `Data.message` and `Metadata` as given: the forms other hosts may send (the
+/// message encoded once, as in the Microsoft Learn sample, or as an object) and forms no host sends.
 pub fn queue_envelope(message: Value, metadata: Value) -> Vec<u8> {
     serde_json::json!({"Data": {"message": message}, "Metadata": metadata}).to_string().into_bytes()
 }

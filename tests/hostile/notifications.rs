@@ -3,6 +3,9 @@
 //! storage key, and a message can be damaged. The rules (`src/functions/notifications.rs`, functions.md):
 //! a message that can never succeed is answered 200 with the reason in the log (a non-2xx would only send it round
 //! the retry loop into the poison queue); a subscription that is not ours is dropped with a security line.
+//!
+//! Every message goes in as the real host sends it (JSON-encoded twice, `tests/support/functions_host.rs`) and, where
+//! a test says so, also encoded once (the Learn sample) and as an object: each form must meet the same fate.
 
 use std::sync::atomic::Ordering;
 
@@ -10,7 +13,8 @@ use proptest::prelude::*;
 use serde_json::{Value, json};
 
 use crate::harness::{
-    Corpus, HostileApp, KNOWN_SUBSCRIPTION, Reply, Tally, declared_outcome, queue_envelope, runner, runtime,
+    Corpus, HostileApp, KNOWN_SUBSCRIPTION, Reply, Tally, declared_outcome, queue_envelope, queue_message, runner,
+    runtime,
 };
 use crate::strategies::{Field, any_json, field, hostile_string};
 
@@ -75,16 +79,19 @@ fn every_queue_corpus_file_gets_its_declared_fate() {
             "queue/{name}: the file name's prefix disagrees with expect.json"
         );
         let fate = Fate::parse(fate_name);
-        // The host hands a queue message over as a JSON string (its text, decoded as UTF-8) or, when the text is
-        // a JSON object, possibly as that object [inferred]: both must meet the same fate.
+        // The real host hands the message text over JSON-encoded twice; the Learn sample shows it encoded once; a
+        // host could hand a JSON object over as that object: every form must meet the same fate.
         let text = String::from_utf8_lossy(bytes);
-        let mut forms = vec![("string", Value::from(text.as_ref()))];
+        let mut forms = vec![
+            ("real host", queue_message(&text)),
+            ("encoded once", queue_envelope(Value::from(text.as_ref()), json!({"DequeueCount": 1}))),
+        ];
         if let Ok(object @ Value::Object(_)) = serde_json::from_slice::<Value>(bytes) {
-            forms.push(("object", object));
+            forms.push(("object", queue_envelope(object, json!({"DequeueCount": 1}))));
         }
-        for (form, message) in forms {
+        for (form, envelope) in forms {
             let before = app.state.counters.malformed.load(Ordering::Relaxed);
-            let reply = rt.block_on(app.invoke(FUNCTION, queue_envelope(message, json!({"DequeueCount": 1}))));
+            let reply = rt.block_on(app.invoke(FUNCTION, envelope));
             check(&format!("queue/{name} ({form})"), &app, &reply, fate, before);
         }
     }
@@ -189,14 +196,19 @@ fn structured_queue_messages_meet_the_fate_their_shape_decides() {
     let app = rt.block_on(HostileApp::start());
     let seen = Tally::default();
     runner()
-        .run(&(message(), any::<bool>(), metadata()), |(message, as_string, metadata)| {
+        .run(&(message(), 0..3u8, metadata()), |(message, form, metadata)| {
             let value = message.to_json();
-            let payload = if as_string { Value::from(value.to_string()) } else { value.clone() };
+            // The real host's form carries the host's metadata; the other forms carry generated, mangled metadata.
+            let (form, envelope) = match form {
+                0 => ("real host", queue_message(&value.to_string())),
+                1 => ("encoded once", queue_envelope(Value::from(value.to_string()), metadata)),
+                _ => ("object", queue_envelope(value.clone(), metadata)),
+            };
             let fate = message.fate();
             seen.hit(fate.name());
             let before = app.state.counters.malformed.load(Ordering::Relaxed);
-            let reply = rt.block_on(app.invoke(FUNCTION, queue_envelope(payload, metadata)));
-            check(&format!("message {value:.300} (as a string: {as_string})"), &app, &reply, fate, before);
+            let reply = rt.block_on(app.invoke(FUNCTION, envelope));
+            check(&format!("message {value:.300} ({form})"), &app, &reply, fate, before);
             Ok(())
         })
         .unwrap();
@@ -214,19 +226,31 @@ fn arbitrary_message_text_is_dropped_as_malformed_without_a_retry() {
     ];
     runner()
         .run(&text, |text| {
-            // Only a JSON object with a string subscriptionId is a message; anything else is malformed.
-            let fate = match serde_json::from_str::<Value>(&text) {
-                Ok(Value::Object(o)) if o.get("subscriptionId").is_some_and(Value::is_string) => return Ok(()),
-                _ => Fate::Malformed,
-            };
+            // Only a JSON object with a string subscriptionId is a message, as the text or inside one JSON string
+            // in it (the worker unwraps three strings, the host adds one); anything else is malformed.
+            if could_be_a_message(&text) {
+                return Ok(());
+            }
+            let fate = Fate::Malformed;
             let before = app.state.counters.malformed.load(Ordering::Relaxed);
-            let reply = rt.block_on(app.invoke(FUNCTION, queue_envelope(Value::from(text.as_str()), json!({}))));
+            let reply = rt.block_on(app.invoke(FUNCTION, queue_message(&text)));
             check(&format!("message text {text:.300?}"), &app, &reply, fate, before);
             Ok(())
         })
         .unwrap();
 }
 
+/// A JSON object with a string `subscriptionId`, as the text or as the content of a JSON string that is the text.
+fn could_be_a_message(text: &str) -> bool {
+    let is_message = |v: &Value| v.get("subscriptionId").is_some_and(Value::is_string);
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::String(inner)) => serde_json::from_str::<Value>(&inner).is_ok_and(|v| is_message(&v)),
+        Ok(value) => is_message(&value),
+        Err(_) => false,
+    }
+}
+
+/// No host sends these (the real host sends a string, `tests/support/functions_host.rs`); a damaged envelope could.
 #[test]
 fn a_message_that_is_not_a_string_or_an_object_is_dropped_naming_its_kind() {
     let rt = runtime();
