@@ -1,12 +1,18 @@
-// certsync — the Azure resources of the Functions custom handler (issue 8).
+// certsync — the Azure resources of the Functions custom handler (issues 8 and 16).
 //
 // One resource group holds: a user-assigned managed identity (the app's only identity), a Linux Function App on the
 // Flex Consumption plan (default) or Elastic Premium EP1, a storage account (host storage, run logs, ledger, the
-// notifications queue), Application Insights on a Log Analytics workspace, and — only when Tenant B is reached with a
-// client secret — a Key Vault (RBAC authorization) holding that secret.
+// notifications queue), Application Insights on a Log Analytics workspace, and a Key Vault (RBAC authorization) with
+// the app's secrets: the webhook's notification URL (it carries the function key) and clientState, and — only when
+// Tenant B is reached with a client secret — that secret.
+//
+// The template owns every app setting the product reads, including WEBHOOK_NOTIFICATION_URL and WEBHOOK_CLIENT_STATE:
+// a redeploy writes the app settings whole, so a setting made by hand would be lost by it. The function key Graph
+// sends back (`?code=`) is the host key `certsync-graph`, created here with a value you pass in; a redeploy with the
+// same values changes nothing, so change notifications keep working (docs/deployment.md "What a redeploy keeps").
 //
 // Deploy (docs/deployment.md walks through everything):
-//   az deployment group create -g <rg> -f infra/main.bicep -p infra/main.bicepparam
+//   az deployment group create -g <rg> -n certsync -f infra/main.bicep -p infra/main.bicepparam
 //
 // Graph permissions, the app certsync signs in to Tenant B with, and its federated credential are directory objects,
 // not Azure resources: the scripts in infra/scripts/ make them (create-federated-app.sh, grant-tenant-a.sh,
@@ -36,10 +42,15 @@ param namePrefix string = 'certsync'
 ])
 param plan string = 'FlexConsumption'
 
-@description('Flex Consumption: the most instances the app scales out to. One sync runs at a time anyway (lease); the webhook is light.')
-@minValue(1)
+@description('Flex Consumption: the most instances the app scales out to. 40 is the lowest value the plan accepts (flex-consumption-plan, Considerations: "The lowest maximum scale is currently 40"), and more than certsync can use: one blob lease serialises every sync, so extra instances would only wait for it.')
+@minValue(40)
 @maxValue(1000)
 param flexMaximumInstanceCount int = 40
+
+@description('Flex Consumption: always-ready instances of the `http` scale group (function-webhook only; the timer and the queue worker scale on their own, on demand). 1 keeps the webhook warm: Graph wants an answer within 3 s and its validation handshake within 10 s, which a cold start can miss. Billed as a baseline even when idle (docs/decisions.md). 0: scale to zero.')
+@minValue(0)
+@maxValue(10)
+param flexAlwaysReadyHttpInstances int = 1
 
 @description('Flex Consumption: memory of each instance, in MB.')
 @allowed([
@@ -128,17 +139,21 @@ param certificateUserIdTemplates string
 @description('DRY_RUN: plan and log, never write. Keep `true` for the first deployment, read the first run\'s log, then redeploy with `false`.')
 param dryRun bool = true
 
-@description('WEBHOOK_CLIENT_STATE: the clientState secret of the Graph subscriptions (≤ 128 characters). Empty: a new GUID is generated at each deployment — pin a value (main.bicepparam reads CERTSYNC_WEBHOOK_CLIENT_STATE) so redeploying does not rotate it.')
+@description('The function key Graph sends back on every notification (the `?code=` of WEBHOOK_NOTIFICATION_URL): the value of the host key `certsync-graph`. Generate it once (`openssl rand -hex 32`) and pass the same value to every deployment; another value rotates the key (the next timer run re-creates the subscriptions on the new URL). 32–128 characters, letters, digits, `-` or `_` only (it goes into the URL as is).')
 @secure()
-param webhookClientState string = ''
+@minLength(32)
+@maxLength(128)
+param webhookFunctionKey string
 
-@description('Generated only when webhookClientState is empty. Do not set.')
-// checkov:skip=CKV_AZURE_131: newGuid() is a new random value at every deployment, not a hardcoded secret; parameter defaults are the only place Bicep allows newGuid().
+@description('WEBHOOK_CLIENT_STATE: the clientState secret every Graph subscription is created with, and which every notification must carry. Generate it once (`openssl rand -hex 32`) and pass the same value to every deployment: Graph cannot change the clientState of a live subscription, so a new value makes the notifications of the existing subscriptions be dropped (rotate with webhookPreviousClientState). 32–128 characters (Graph allows 128).')
 @secure()
-param generatedWebhookClientState string = newGuid()
+@minLength(32)
+@maxLength(128)
+param webhookClientState string
 
-@description('WEBHOOK_PREVIOUS_CLIENT_STATE: the previous clientState, accepted during a rotation. Empty: not set.')
+@description('WEBHOOK_PREVIOUS_CLIENT_STATE: the previous clientState, still accepted during a rotation. Empty: not set.')
 @secure()
+@maxLength(128)
 param webhookPreviousClientState string = ''
 
 @description('Further product settings, as a list of { name, value } (e.g. REMOVAL_THRESHOLD_USERS, TRANSITIVE_MEMBERSHIP, LOG_LEVEL, AZURE_CLOUD). Do not repeat a name this template sets.')
@@ -166,7 +181,15 @@ var stateContainerName = 'certsync-state'
 var notificationsQueueName = 'graph-notifications'
 // Flex Consumption: where `az functionapp deployment source config-zip` uploads the package.
 var deploymentContainerName = 'app-package'
+// Key Vault secrets, each read by one app setting through a Key Vault reference.
 var tenantBSecretName = 'tenant-b-client-secret'
+var webhookUrlSecretName = 'webhook-notification-url'
+var webhookClientStateSecretName = 'webhook-client-state'
+var webhookPreviousClientStateSecretName = 'webhook-previous-client-state'
+// The host key Graph's notificationUrl carries. A host key is accepted by every function with authLevel `function`
+// (function-keys-how-to), and function-webhook is the app's only HTTP function; unlike a key of the function itself
+// (sites/functions/keys), it exists as soon as the host does, before the package is deployed.
+var webhookKeyName = 'certsync-graph'
 
 // Built-in role definition ids.
 var roles = {
@@ -174,7 +197,7 @@ var roles = {
   storageBlobDataReader: '2a2b9908-6ea1-4ae2-8e65-a410df84e7d1' // Storage Blob Data Reader
   storageQueueDataContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88' // Storage Queue Data Contributor
   monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb' // Monitoring Metrics Publisher
-  // Key Vault Secrets User (4633458b-17de-408a-b874-0445c86b69e6) is granted in modules/tenant-b-secret.bicep.
+  // Key Vault Secrets User (4633458b-17de-408a-b874-0445c86b69e6) is granted per secret in modules/key-vault-secret.bicep.
 }
 
 // ---------------------------------------------------------------------------------------------------------------------
@@ -310,21 +333,75 @@ resource notificationsQueue 'Microsoft.Storage/storageAccounts/queueServices/que
 }
 
 // ---------------------------------------------------------------------------------------------------------------------
-// Key Vault: only for the Tenant B client secret
+// Key Vault: the app's secrets
 // ---------------------------------------------------------------------------------------------------------------------
 
-// A module so that the vault's own resources are unconditional (and fully checked by `scripts/check-infra`); the
-// module as a whole is deployed only in client-secret mode. It also grants Key Vault Secrets User on the secret.
-module tenantBSecretStore 'modules/tenant-b-secret.bicep' = if (useClientSecret) {
-  name: 'certsync-tenant-b-secret'
+resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
+  // checkov:skip=CKV_AZURE_109: the platform resolves the @Microsoft.KeyVault references over the app's own network path; without VNet integration (not part of this template) that is the public endpoint, which a deny-by-default firewall would block. Every read needs an Entra token holding Key Vault Secrets User on the one secret.
+  // checkov:skip=CKV_AZURE_189: same reason as CKV_AZURE_109: turning public network access off needs VNet integration and a private endpoint, which this template does not create.
+  name: keyVaultName
+  location: location
+  tags: tags
+  properties: {
+    tenantId: subscription().tenantId
+    sku: {
+      family: 'A'
+      name: 'standard'
+    }
+    // Azure roles only, no access policies: the managed identity gets Key Vault Secrets User on each secret it reads.
+    enableRbacAuthorization: true
+    enableSoftDelete: true
+    softDeleteRetentionInDays: 90
+    // Cannot be turned off again; a deleted vault's name stays reserved for the retention period (docs/deployment.md).
+    enablePurgeProtection: true
+    publicNetworkAccess: 'Enabled'
+    networkAcls: {
+      bypass: 'AzureServices'
+      defaultAction: 'Allow'
+    }
+  }
+}
+
+// Secrets are modules (modules/key-vault-secret.bicep), so that a conditional one is still fully checked by
+// `scripts/check-infra` (checkov does not look inside `resource … = if (…)`). Each grants the identity Key Vault
+// Secrets User on its secret only.
+
+// Tenant B client secret: only in client-secret mode.
+module tenantBSecret 'modules/key-vault-secret.bicep' = if (useClientSecret) {
+  name: 'certsync-secret-tenant-b'
   params: {
-    location: location
-    tags: tags
-    keyVaultName: keyVaultName
+    keyVaultName: vault.name
     secretName: tenantBSecretName
     secretValue: tenantBClientSecret
-    secretExpiresOn: tenantBClientSecretExpiresOn
-    tenantBClientId: tenantBClientId
+    contentType: 'Microsoft Entra client secret of the Tenant B app ${tenantBClientId}'
+    expires: true
+    expiresOn: tenantBClientSecretExpiresOn
+    readerPrincipalId: identity.properties.principalId
+  }
+}
+
+// WEBHOOK_CLIENT_STATE. Written before the app, so the app's first start can resolve it.
+module webhookClientStateSecret 'modules/key-vault-secret.bicep' = {
+  name: 'certsync-secret-webhook-client-state'
+  params: {
+    keyVaultName: vault.name
+    secretName: webhookClientStateSecretName
+    secretValue: webhookClientState
+    contentType: 'clientState of the Graph change-notification subscriptions (WEBHOOK_CLIENT_STATE)'
+    expires: false
+    readerPrincipalId: identity.properties.principalId
+  }
+}
+
+// WEBHOOK_PREVIOUS_CLIENT_STATE, during a rotation only.
+module webhookPreviousClientStateSecret 'modules/key-vault-secret.bicep' = if (!empty(webhookPreviousClientState)) {
+  name: 'certsync-secret-webhook-previous-client-state'
+  params: {
+    keyVaultName: vault.name
+    secretName: webhookPreviousClientStateSecretName
+    secretValue: webhookPreviousClientState
+    contentType: 'previous clientState, accepted during a rotation (WEBHOOK_PREVIOUS_CLIENT_STATE)'
+    expires: false
     readerPrincipalId: identity.properties.principalId
   }
 }
@@ -541,29 +618,49 @@ var productSettings = [
     name: 'STATE_CONTAINER'
     value: stateContainerName
   }
-  {
-    name: 'WEBHOOK_CLIENT_STATE'
-    value: empty(webhookClientState) ? generatedWebhookClientState : webhookClientState
-  }
 ]
 
-// Resolved by the platform with keyVaultReferenceIdentity (the user-assigned identity). The unversioned secret URI
-// follows new versions of the secret.
-var secretSettings = useClientSecret ? [
+// Secrets: Key Vault references, resolved by the platform with keyVaultReferenceIdentity (the user-assigned identity).
+// The unversioned secret URI follows new versions of the secret. The URIs are spelled out (not module outputs) because
+// the notification URL's secret can only be written after the app exists (it holds the app's host name).
+var vaultSecretsUri = 'https://${keyVaultName}${environment().suffixes.keyvaultDns}/secrets/'
+
+// The webhook: both settings are always set, so every timer run keeps the Graph subscriptions alive.
+var webhookSettings = [
   {
-    name: 'TENANT_B_CLIENT_SECRET'
-    value: '@Microsoft.KeyVault(SecretUri=https://${keyVaultName}${environment().suffixes.keyvaultDns}/secrets/${tenantBSecretName})'
+    name: 'WEBHOOK_NOTIFICATION_URL'
+    value: '@Microsoft.KeyVault(SecretUri=${vaultSecretsUri}${webhookUrlSecretName})'
   }
-] : []
+  {
+    name: 'WEBHOOK_CLIENT_STATE'
+    value: '@Microsoft.KeyVault(SecretUri=${vaultSecretsUri}${webhookClientStateSecretName})'
+  }
+]
 
 var previousClientStateSettings = empty(webhookPreviousClientState) ? [] : [
   {
     name: 'WEBHOOK_PREVIOUS_CLIENT_STATE'
-    value: webhookPreviousClientState
+    value: '@Microsoft.KeyVault(SecretUri=${vaultSecretsUri}${webhookPreviousClientStateSecretName})'
   }
 ]
 
-var appSettingsList = concat(premiumSettings, hostStorageSettings, monitoringSettings, productSettings, secretSettings, previousClientStateSettings, additionalAppSettings)
+var secretSettings = useClientSecret ? [
+  {
+    name: 'TENANT_B_CLIENT_SECRET'
+    value: '@Microsoft.KeyVault(SecretUri=${vaultSecretsUri}${tenantBSecretName})'
+  }
+] : []
+
+var appSettingsList = concat(premiumSettings, hostStorageSettings, monitoringSettings, productSettings, webhookSettings, previousClientStateSettings, secretSettings, additionalAppSettings)
+
+// Per-function scaling: function-webhook is the `http` group; function-cert-sync and function-notifications each
+// scale alone (`function:<name>`) and start on demand, where a cold start costs nothing that matters.
+var flexAlwaysReady = flexAlwaysReadyHttpInstances > 0 ? [
+  {
+    name: 'http'
+    instanceCount: flexAlwaysReadyHttpInstances
+  }
+] : []
 
 var flexAppConfig = {
   deployment: {
@@ -579,6 +676,7 @@ var flexAppConfig = {
   scaleAndConcurrency: {
     maximumInstanceCount: flexMaximumInstanceCount
     instanceMemoryMB: flexInstanceMemoryMB
+    alwaysReady: flexAlwaysReady
   }
   runtime: {
     name: 'custom'
@@ -590,7 +688,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
   // checkov:skip=CKV_AZURE_17: incoming client certificates would make Microsoft Graph unable to deliver change notifications (Graph presents none); the webhook is protected by the function key and the clientState secret.
   // checkov:skip=CKV_AZURE_16: App Service Authentication (Easy Auth) would reject Graph's unauthenticated notification POSTs; the function key and clientState protect the one HTTP endpoint.
   // checkov:skip=CKV_AZURE_222: Graph change notifications arrive from the public internet (no fixed Graph address ranges for webhooks), so the site must be publicly reachable.
-  // checkov:skip=CKV_AZURE_212: a batch sync every few hours needs no second always-on instance; the timer is a singleton and a missed run happens once late (useMonitor).
+  // checkov:skip=CKV_AZURE_212: one warm instance is kept (Flex: one always-ready instance for function-webhook; Premium: one minimum instance), not two: a batch sync every few hours needs no failover instance, the timer is a singleton and a missed run happens once late (useMonitor), and Graph retries a notification for 4 hours.
   // checkov:skip=CKV_AZURE_213: health check pings a path every minute on every instance, which on Flex Consumption keeps instances alive (cost) and certsync exposes no HTTP health route to the front end (only the host's `GET /` over loopback).
   name: functionAppName
   location: location
@@ -631,7 +729,9 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
     blobOwner
     queueContributor
     metricsPublisher
-    tenantBSecretStore
+    tenantBSecret
+    webhookClientStateSecret
+    webhookPreviousClientStateSecret
     logContainer
     stateContainer
     deploymentContainer
@@ -658,13 +758,53 @@ resource ftpBasicAuth 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@20
 }
 
 // ---------------------------------------------------------------------------------------------------------------------
+// The webhook's function key and notification URL
+// ---------------------------------------------------------------------------------------------------------------------
+
+// The host key Graph's notificationUrl carries. Its value is the webhookFunctionKey parameter, so a redeploy with the
+// same value leaves the key as it is. Learn documents only that a key written without `value` is generated when the
+// resource is created (functions-infrastructure-as-code, host keys); what a later write without one does is not said,
+// so the template always gives the value. Bicep has no type information for this resource type (warning BCP081,
+// expected); the name form `<site>/default/<key>` is the one Learn's sample uses. The key lives in the host's secrets
+// (azure-webjobs-secrets), not in an app setting, so nothing else removes it.
+resource webhookHostKey 'Microsoft.Web/sites/host/functionKeys@2022-09-01' = {
+  name: '${functionApp.name}/default/${webhookKeyName}'
+  properties: {
+    name: webhookKeyName
+    value: webhookFunctionKey
+  }
+}
+
+// WEBHOOK_NOTIFICATION_URL: function-webhook's URL with the host key. It holds the app's host name, so it is written
+// after the app (which therefore cannot wait for it): on the very first deployment the app starts before this secret
+// exists, and docs/deployment.md has the platform resolve the references again right after, before the package is
+// deployed. On every later deployment the secret already exists and is rewritten with the same value.
+module webhookUrlSecret 'modules/key-vault-secret.bicep' = {
+  name: 'certsync-secret-webhook-url'
+  params: {
+    keyVaultName: vault.name
+    secretName: webhookUrlSecretName
+    secretValue: 'https://${functionApp.properties.defaultHostName}/api/function-webhook?code=${webhookFunctionKey}'
+    contentType: 'Graph notificationUrl: function-webhook with the host key ${webhookKeyName} (WEBHOOK_NOTIFICATION_URL)'
+    expires: false
+    readerPrincipalId: identity.properties.principalId
+  }
+  dependsOn: [
+    // The URL is published only once the key it carries exists.
+    webhookHostKey
+  ]
+}
+
+// ---------------------------------------------------------------------------------------------------------------------
 // Outputs (docs/deployment.md uses them)
 // ---------------------------------------------------------------------------------------------------------------------
 
 output functionAppName string = functionApp.name
 output defaultHostName string = functionApp.properties.defaultHostName
-@description('Graph notificationUrl without the key: append `?code=<function key>` (az functionapp function keys list … --function-name function-webhook).')
+@description('Graph notificationUrl without its key. The full URL (with `?code=`) is the Key Vault secret webhook-notification-url, which WEBHOOK_NOTIFICATION_URL references.')
 output webhookUrlBase string = 'https://${functionApp.properties.defaultHostName}/api/function-webhook'
+@description('Name of the host key in the notification URL: `az functionapp keys list -g <rg> -n <app> --query functionKeys`.')
+output webhookKeyName string = webhookKeyName
 output managedIdentityName string = identity.name
 @description('Object id of the managed identity\'s service principal: grant-tenant-a.sh grants Graph permissions to it, and it is the subject of the federated credential create-federated-app.sh adds.')
 output managedIdentityPrincipalId string = identity.properties.principalId
@@ -673,6 +813,6 @@ output tenantAId string = tenantAId
 output storageAccountName string = storage.name
 output logContainerName string = logContainerName
 output stateContainerName string = stateContainerName
-output keyVaultName string = useClientSecret ? keyVaultName : ''
+output keyVaultName string = vault.name
 output applicationInsightsName string = appInsights.name
 output plan string = plan

@@ -4,8 +4,12 @@
 // Secrets never go in this file: they are read from environment variables at deployment time (readEnvironmentVariable).
 using 'main.bicep'
 
-// Hosting: FlexConsumption (default) or Premium.
+// Hosting: FlexConsumption (default) or Premium. Flex Consumption: one always-ready instance for function-webhook
+// (Graph wants an answer within 3 s), and the plan's lowest maximum of 40 instances (docs/decisions.md "Flex
+// Consumption sizing").
 param plan = 'FlexConsumption'
+param flexAlwaysReadyHttpInstances = 1
+param flexMaximumInstanceCount = 40
 
 // Tenant B: the tenant whose users get certificateUserIds, and the application (client) id certsync signs in there
 // with: printed by infra/scripts/create-federated-app.sh (federated) or setup-tenant-b.sh --client-secret.
@@ -28,9 +32,13 @@ param certificateUserIdTemplates = '<preset or template, e.g. subject-cn or prin
 param syncSchedule = '0 0 */4 * * *'
 param dryRun = true
 
-// Pin the webhook clientState so redeploying does not rotate it: export CERTSYNC_WEBHOOK_CLIENT_STATE once (e.g.
-// `openssl rand -hex 32`) and keep it. Left empty, every deployment generates a new one.
-param webhookClientState = readEnvironmentVariable('CERTSYNC_WEBHOOK_CLIENT_STATE', '')
+// The webhook's two secrets, generated once and passed unchanged to every deployment (docs/deployment.md keeps them in
+// a file only you can read, outside the repository): the function key in Graph's notificationUrl and the clientState.
+// No default on purpose: a deployment without them stops before it changes anything, instead of rotating them.
+param webhookFunctionKey = readEnvironmentVariable('CERTSYNC_WEBHOOK_FUNCTION_KEY')
+param webhookClientState = readEnvironmentVariable('CERTSYNC_WEBHOOK_CLIENT_STATE')
+// During a clientState rotation only: the previous value, still accepted until the subscriptions carry the new one.
+param webhookPreviousClientState = readEnvironmentVariable('CERTSYNC_WEBHOOK_PREVIOUS_CLIENT_STATE', '')
 
 // Who may read the run logs in `cert-auth` (your own object id: `az ad signed-in-user show --query id -o tsv`).
 param logReaderPrincipalId = readEnvironmentVariable('CERTSYNC_LOG_READER_ID', '')
