@@ -279,14 +279,28 @@ impl<'a> Reader<'a> {
         self.problems.push(SettingProblem { name: name.to_owned(), problem: problem.into() });
     }
 
-    /// A set, non-blank value.
-    fn optional(&self, name: &str) -> Option<String> {
-        self.source.get(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+    /// A set, non-blank value. A Key Vault or App Configuration reference that reached the process as text is no
+    /// value: the platform leaves the reference itself in the environment when it cannot resolve it (Learn,
+    /// app-service-key-vault-references, "Troubleshoot"), and read as a value it would be a clientState anyone can
+    /// guess or a notification URL Graph cannot call. It is refused, naming the setting, never echoing the text.
+    fn optional(&mut self, name: &str) -> Option<String> {
+        let value = self.source.get(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())?;
+        let lower = value.to_ascii_lowercase();
+        if lower.starts_with("@microsoft.keyvault(") || lower.starts_with("@microsoft.appconfiguration(") {
+            self.problem(
+                name,
+                "is a Key Vault reference the platform did not resolve: give the app's identity \
+                 (keyVaultReferenceIdentity) Key Vault Secrets User on the secret, check that the secret exists, and \
+                 see the reference's status under the app's Environment variables (docs/deployment.md)",
+            );
+            return None;
+        }
+        Some(value)
     }
 
     fn required(&mut self, name: &str, expected: &str) -> Option<String> {
         let value = self.optional(name);
-        if value.is_none() {
+        if value.is_none() && !self.problems.iter().any(|p| p.name == name) {
             self.problem(name, format!("is required: {expected}"));
         }
         value
