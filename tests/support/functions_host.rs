@@ -248,7 +248,7 @@ fn jtoken_to_string(token: &Value) -> String {
 /// `Convert.FromBase64String`: white space ignored, the base64 alphabet with `=` padding, length a multiple of 4.
 fn dotnet_base64(text: &str) -> Option<Vec<u8>> {
     let compact: String = text.chars().filter(|c| !matches!(c, ' ' | '\t' | '\r' | '\n')).collect();
-    if compact.len() % 4 != 0 {
+    if !compact.len().is_multiple_of(4) {
         return None;
     }
     base64::engine::general_purpose::STANDARD.decode(compact).ok()
