@@ -10,7 +10,9 @@
 //! PATCH per matched user, one request at a time, on every run.
 //!
 //! Usage: `cargo bench --bench sync -- [--sizes 1000,10000,100000] [--latency-ms 20] [--runbook-max 10000]
-//! [--runbook-sample 1000] [--throttled-max 10000]`; `AZURITE_BIN` for the incremental scenario.
+//! [--runbook-sample 1000] [--throttled-max 10000]`; `AZURITE_BIN` for the incremental scenario;
+//! `CERTSYNC_BENCH_BINARY=<path>` measures another build of certsync (e.g. the musl `handler` of `scripts/package`)
+//! instead of the one cargo built for the bench.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -26,7 +28,13 @@ mod functions_host;
 #[path = "sync/incremental.rs"]
 mod incremental;
 
-const BINARY: &str = env!("CARGO_BIN_EXE_certsync");
+/// The certsync binary under measurement: `CERTSYNC_BENCH_BINARY`, else the one cargo built for this bench.
+fn binary() -> &'static str {
+    static BINARY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BINARY.get_or_init(|| {
+        std::env::var("CERTSYNC_BENCH_BINARY").unwrap_or_else(|_| env!("CARGO_BIN_EXE_certsync").to_owned())
+    })
+}
 const SECRET: &str = "bench-secret";
 
 struct Args {
@@ -176,7 +184,7 @@ fn env_for(emulator: &Emulator, pair: &Pair, ca: &Path) -> HashMap<String, Strin
 /// Runs `certsync sync --json` as a child, sampling its peak resident memory (VmHWM) until it exits.
 fn run_product(env: &HashMap<String, String>, state_dir: &Path) -> (Duration, Value, Option<f64>) {
     let started = Instant::now();
-    let mut child = Command::new(BINARY)
+    let mut child = Command::new(binary())
         .args(["sync", "--json", "--state-dir"])
         .arg(state_dir)
         .env_clear()
@@ -483,7 +491,7 @@ async fn start_to_ready() -> Duration {
     let mut env = env_for(&emulator, &pair, &ca);
     env.insert("FUNCTIONS_CUSTOMHANDLER_PORT".into(), port.to_string());
     let started = Instant::now();
-    let mut child = Command::new(BINARY)
+    let mut child = Command::new(binary())
         .arg("serve")
         .env_clear()
         .envs(&env)

@@ -25,7 +25,7 @@ use graph_emulator::{Emulator, NewUser, RequestKind};
 use serde_json::{Value, json};
 
 use super::functions_host::{self, Dequeued, HttpTriggerRequest};
-use super::{BINARY, Pair, Row};
+use super::{Pair, Row, binary};
 
 const FUNCTION_KEY: &str = "bench-function-key";
 const CLIENT_STATE: &str = "bench-client-state";
@@ -103,7 +103,7 @@ pub(super) struct Serve {
 impl Serve {
     pub(super) async fn spawn(env: &HashMap<String, String>) -> Self {
         let port = free_port();
-        let child = Command::new(BINARY)
+        let child = Command::new(binary())
             .arg("serve")
             .env_clear()
             .envs(env)
