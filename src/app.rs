@@ -7,7 +7,42 @@ use tokio::net::TcpListener;
 
 use crate::config::{ServerSettings, Settings};
 use crate::functions::{AppState, router};
-use crate::sync::SyncService;
+use crate::graph::{TenantCredential, build_credential};
+use crate::storage::{LazyStores, StorageConnection, Stores};
+use crate::sync::{SetupError, SyncService, Tenants};
+
+/// Wires the service from typed settings, once: both tenants' Graph clients, and the stores — `stores` when given
+/// (a local folder for the CLI and the demo, tests), else the configured storage account, connected at the first run.
+pub fn sync_service(settings: Arc<Settings>, stores: Option<Stores>) -> Result<SyncService, SetupError> {
+    let tenants = Tenants::connect(&settings)?;
+    let stores = match stores {
+        Some(stores) => LazyStores::Ready(stores),
+        None => {
+            let storage = &settings.storage;
+            let credential = match &storage.connection {
+                StorageConnection::ConnectionString(_) => None,
+                // The Function App's managed identity (`<connection>__clientId` picks a user-assigned one). A
+                // managed identity belongs to no tenant's app registration; the id only labels errors.
+                StorageConnection::Identity { .. } => Some(
+                    build_credential(
+                        &settings.tenant_a.tenant_id,
+                        &TenantCredential::ManagedIdentity { client_id: storage.client_id.clone() },
+                        &settings.cloud,
+                        None,
+                    )
+                    .map_err(SetupError::StorageCredential)?,
+                ),
+            };
+            LazyStores::azure(
+                storage.connection.clone(),
+                credential,
+                storage.state_container.clone(),
+                storage.log_container.clone(),
+            )
+        }
+    };
+    Ok(SyncService::new(settings, tenants, stores))
+}
 
 pub struct Application {
     listener: TcpListener,
@@ -18,7 +53,7 @@ impl Application {
     /// Binds `127.0.0.1:<port>` (the host calls the handler on IPv4 loopback; port 0 picks a free one in tests).
     pub async fn build(settings: Settings, server: ServerSettings) -> anyhow::Result<Self> {
         let settings = Arc::new(settings);
-        let sync = Arc::new(SyncService::new(settings.clone())?);
+        let sync = Arc::new(sync_service(settings, None)?);
         let state = AppState::new(sync);
         let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, server.port))).await?;
         Ok(Self { listener, state })

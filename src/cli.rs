@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 
 use crate::app::Application;
 use crate::config::{self, Environment, ServerSettings, Settings};
-use crate::sync::{RunOutcome, RunRequest, SyncService, Trigger};
+use crate::sync::{RunOutcome, RunRequest, Trigger};
 use crate::telemetry::LogTarget;
 
 #[derive(Debug, Parser)]
@@ -127,19 +127,16 @@ async fn run(cli: Cli) -> ExitCode {
                 Ok(s) => s,
                 Err(code) => return code,
             };
-            let service = match SyncService::new(std::sync::Arc::new(settings)) {
+            let stores = state_dir.map(|dir| {
+                let store = std::sync::Arc::new(crate::storage::LocalDirStore::new(dir));
+                crate::storage::Stores { state: store.clone(), logs: store }
+            });
+            let service = match crate::app::sync_service(std::sync::Arc::new(settings), stores) {
                 Ok(s) => s,
                 Err(error) => {
                     eprintln!("certsync cannot start: {error}");
                     return ExitCode::FAILURE;
                 }
-            };
-            let service = match state_dir {
-                Some(dir) => {
-                    let store = std::sync::Arc::new(crate::storage::LocalDirStore::new(dir));
-                    service.with_stores(crate::sync::Stores { state: store.clone(), logs: store })
-                }
-                None => service,
             };
             let report = service
                 .run(RunRequest { trigger: Trigger::Cli, dry_run, allow_mass_removal, invocation_id: None })
@@ -193,7 +190,7 @@ async fn subscriptions(json: bool) -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    let service = match SyncService::new(std::sync::Arc::new(settings)) {
+    let service = match crate::app::sync_service(std::sync::Arc::new(settings), None) {
         Ok(s) => s,
         Err(error) => {
             eprintln!("certsync cannot start: {error}");

@@ -14,8 +14,8 @@ use std::sync::Arc;
 use graph_emulator::{AppRegistration, Directory, Emulator, EmulatorOptions, LeafRequest, NewUser};
 
 use crate::config::Settings;
-use crate::storage::LocalDirStore;
-use crate::sync::{RunReport, RunRequest, Stores, SyncService, Trigger};
+use crate::storage::{LocalDirStore, Stores};
+use crate::sync::{RunReport, RunRequest, SyncService, Trigger};
 
 pub const TENANT_A: &str = "aaaaaaaa-0000-4000-8000-00000000000a";
 pub const TENANT_B: &str = "bbbbbbbb-0000-4000-8000-00000000000b";
@@ -149,7 +149,7 @@ async fn run_demo() -> anyhow::Result<()> {
     let settings = Arc::new(Settings::load(&env)?);
     let store: Arc<LocalDirStore> = Arc::new(LocalDirStore::new(folder.join("storage")));
     let stores = Stores { state: store.clone(), logs: store.clone() };
-    let service = SyncService::new(settings)?.with_stores(stores);
+    let service = crate::app::sync_service(settings, Some(stores))?;
     let run = |title: &'static str| {
         let service = &service;
         async move { run_step(service, title).await }
@@ -192,8 +192,8 @@ async fn run_demo() -> anyhow::Result<()> {
     let mut env = env;
     env.insert("CERTIFICATE_SOURCE".into(), "cloud-pki".into());
     env.insert("CERTIFICATE_USER_ID_TEMPLATES".into(), "subject-cn;issuer-serial".into());
-    let service = SyncService::new(Arc::new(Settings::load(&env)?))?
-        .with_stores(Stores { state: store.clone(), logs: store.clone() });
+    let stores = Stores { state: store.clone(), logs: store.clone() };
+    let service = crate::app::sync_service(Arc::new(Settings::load(&env)?), Some(stores))?;
     println!(
         "\nNow with CERTIFICATE_SOURCE=cloud-pki and templates subject-cn;issuer-serial: Intune Cloud PKI issued Bob \
          a certificate (serial {}).",

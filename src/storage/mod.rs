@@ -30,6 +30,7 @@ mod json;
 mod local;
 mod run_log;
 mod sas;
+mod stores;
 
 use std::{fmt, time::Duration};
 
@@ -43,8 +44,10 @@ pub use error::{BackendError, StorageError};
 pub use json::{read_json, update_json};
 pub use local::LocalDirStore;
 pub use run_log::{
-    RUN_LOG_STDOUT_PREFIX, RetryPolicy, UploadOutcome, run_log_names, upload_run_log, upload_run_log_with_fallback,
+    RUN_LOG_STDOUT_PREFIX, RetryPolicy, UploadOutcome, print_run_log, run_log_names, upload_run_log,
+    upload_run_log_with_fallback,
 };
+pub use stores::{LazyStores, Stores};
 
 /// A blob's entity tag: changes whenever the content does. Opaque; compare, don't parse.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

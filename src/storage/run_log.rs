@@ -106,7 +106,7 @@ pub async fn upload_run_log_with_fallback(
             let reason = crate::error_chain(&error);
             tracing::error!(error = %reason, "run log upload failed; printing the run log to stdout");
             // Printing is best effort: if stdout is gone too there is nowhere left to report to.
-            let _ = print_fallback(fallback, run_id, &log_blob, &reason, &text);
+            let _ = print_run_log(fallback, run_id, &log_blob, &reason, &text);
             UploadOutcome::FellBackToStdout { error }
         }
     }
@@ -134,7 +134,9 @@ async fn put_with_retry(
     }
 }
 
-fn print_fallback(
+/// Prints a run log that could not be stored (why, then its text, each line prefixed with [`RUN_LOG_STDOUT_PREFIX`]
+/// and the run id): the upload's fallback, and the only record of a run that could not reach storage at all.
+pub fn print_run_log(
     out: &mut (dyn Write + Send),
     run_id: &str,
     log_blob: &str,

@@ -24,6 +24,13 @@ pub struct Applied {
     pub notes: Vec<String>,
 }
 
+impl Applied {
+    /// No user failed: every planned change is in place.
+    pub fn all_written(&self) -> bool {
+        !self.changes.iter().any(|c| c.status == ChangeStatus::Failed)
+    }
+}
+
 /// Read-modify-write attempts on the ledger before giving up (a conflict means another writer got in between).
 const LEDGER_ATTEMPTS: u32 = 8;
 

@@ -10,12 +10,21 @@
 use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
 
+use super::error::RunError;
 use super::matching::{MatchKey, Side};
+use super::observe;
 use super::plan::{Observed, Plan};
+use super::tenants::Tenants;
+use crate::config::SyncSettings;
 use crate::domain::{GroupId, TenantId, UserId};
+use crate::graph::GraphClient;
+use crate::storage::{BlobStore, StorageError, read_json, update_json};
 
 pub const DELTA_SCHEMA_VERSION: u32 = 1;
+/// Attempts of an ETag-guarded read-modify-write of a delta cursor.
+const CURSOR_ATTEMPTS: u32 = 8;
 
 /// One group a notification named, on its tenant's side.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -126,6 +135,129 @@ pub fn affected_targets(
         affected.extend(plan.changes.iter().filter(|c| !c.remove.is_empty()).map(|c| c.user.id.clone()));
     }
     affected
+}
+
+/// One delta round per changed group, from its stored cursor. A first round, an expired token, or (with nested
+/// membership) a nested group joining or leaving asks for whole pairs to be reconciled.
+pub async fn read_changes(
+    tenants: &Tenants,
+    state: &dyn BlobStore,
+    groups: &BTreeSet<ChangedGroup>,
+    transitive_membership: bool,
+) -> Result<Changes, RunError> {
+    let mut changes = Changes::default();
+    for changed in groups {
+        let client = tenants.side(changed.side);
+        let blob = cursor_blob(client.tenant(), &changed.group);
+        let cursor = match read_json::<DeltaCursor>(state, &blob).await {
+            Ok(found) => found.map(|(cursor, _)| cursor),
+            // A cursor that cannot be parsed is replaced by a fresh one after a full reconcile of the pair.
+            Err(StorageError::Corrupt { reason, .. }) => {
+                tracing::warn!(blob, %reason, "unreadable delta cursor: starting over");
+                None
+            }
+            Err(source) => return Err(RunError::CursorUnreadable { group: changed.group.clone(), source }),
+        };
+        let round = match client.group_delta(&changed.group, cursor.as_ref().map(|c| c.delta_link.as_str())).await {
+            Err(error) if error.is_delta_token_expired() => {
+                tracing::warn!(group = %changed.group, %error, "delta token expired: reconciling the pair in full");
+                changes.resync(format!(
+                    "the delta token of {:?} group {} expired ({error}); a fresh one was taken",
+                    changed.side, changed.group
+                ));
+                client.group_delta(&changed.group, None).await
+            }
+            other => other,
+        };
+        let round =
+            round.map_err(|source| RunError::Delta { side: changed.side, group: changed.group.clone(), source })?;
+        if round.initial {
+            changes.resync(format!(
+                "first notification for {:?} group {}: no earlier delta position to compare with",
+                changed.side, changed.group
+            ));
+        } else if round.non_user_changes > 0 && transitive_membership {
+            changes.resync(format!(
+                "a nested group joined or left {:?} group {}: its users are not listed by delta query",
+                changed.side, changed.group
+            ));
+        }
+        let users = match changed.side {
+            Side::TenantA => &mut changes.source_users,
+            Side::TenantB => &mut changes.target_users,
+        };
+        if !round.initial {
+            users.extend(round.added.iter().cloned());
+            users.extend(round.removed.iter().cloned());
+        }
+        let stored =
+            OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
+        changes.cursors.push((
+            blob,
+            DeltaCursor {
+                schema_version: DELTA_SCHEMA_VERSION,
+                group: changed.group.clone(),
+                delta_link: round.delta_link,
+                stored,
+            },
+        ));
+    }
+    Ok(changes)
+}
+
+/// Stores each group's new delta position (ETag-guarded; a failure only costs a repeat of the same changes).
+/// Returns a note per position that could not be stored.
+pub async fn store_cursors(state: &dyn BlobStore, changes: &Changes) -> Vec<String> {
+    let mut notes = Vec::new();
+    for (blob, cursor) in &changes.cursors {
+        let written = match update_json::<DeltaCursor, _>(state, blob, CURSOR_ATTEMPTS, |_| cursor.clone()).await {
+            // An unreadable cursor holds nothing worth keeping (unlike the ledger): replace it, under the lease.
+            Err(StorageError::Corrupt { .. }) => state
+                .put(blob, serde_json::to_vec(cursor).unwrap_or_default(), "application/json")
+                .await
+                .map(|()| cursor.clone()),
+            other => other,
+        };
+        if let Err(error) = written {
+            notes.push(format!(
+                "the delta position of group {} could not be stored ({error}); the next notification repeats this work",
+                cursor.group
+            ));
+        }
+    }
+    notes
+}
+
+/// The current match keys of the Tenant A users a delta round named: from the observed members, else re-read
+/// (users removed from the group); a user Graph no longer knows has an unknown key.
+pub async fn source_keys(
+    source: &GraphClient,
+    settings: &SyncSettings,
+    observed: &Observed,
+    users: &BTreeSet<UserId>,
+) -> Result<Vec<SourceKey>, RunError> {
+    let key = &settings.match_key;
+    let mut keys = Vec::with_capacity(users.len());
+    let mut missing = Vec::new();
+    for id in users {
+        match observed.pairs.iter().flat_map(|p| &p.source_users).find(|u| &u.id == id) {
+            Some(user) => keys.push(SourceKey::Known(key.key_of(user))),
+            None => missing.push(id.clone()),
+        }
+    }
+    if !missing.is_empty() {
+        let (select, _) = observe::selects(settings);
+        let select: Vec<&str> = select.iter().map(String::as_str).collect();
+        let found = source
+            .get_users(&missing, &select)
+            .await
+            .map_err(|source| RunError::SourceKeys { count: missing.len(), source })?;
+        keys.extend(found.into_iter().map(|(_, user)| match user {
+            Some(user) => SourceKey::Known(key.key_of(&user)),
+            None => SourceKey::Unknown,
+        }));
+    }
+    Ok(keys)
 }
 
 #[cfg(test)]

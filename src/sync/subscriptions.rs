@@ -16,16 +16,19 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::sync::Arc;
 
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::matching::Side;
-use super::{Stores, SyncService};
+use super::tenants::Tenants;
+use crate::config::Settings;
 use crate::domain::GroupId;
+use crate::domain::TenantId;
 use crate::graph::{GraphClient, GraphError, NewSubscription, Subscription};
-use crate::storage::{StorageError, read_json, update_json};
+use crate::storage::{StorageError, Stores, read_json, update_json};
 
 pub const SUBSCRIPTIONS_SCHEMA_VERSION: u32 = 1;
 /// Longest lifetime of a subscription on a directory resource [subscription-resource-type].
@@ -176,7 +179,23 @@ fn same_url(a: &str, b: &str) -> bool {
     }
 }
 
-impl SyncService {
+/// Keeps the subscriptions of every configured group alive, in both tenants; acts on lifecycle events.
+pub struct SubscriptionKeeper {
+    settings: Arc<Settings>,
+    tenants: Tenants,
+}
+
+impl SubscriptionKeeper {
+    pub fn new(settings: Arc<Settings>, tenants: Tenants) -> Self {
+        Self { settings, tenants }
+    }
+
+    /// The Graph client and tenant of one side.
+    fn side(&self, side: Side) -> (&GraphClient, &TenantId) {
+        let client = self.tenants.side(side);
+        (client, client.tenant())
+    }
+
     /// The configured groups of one side, each once.
     fn groups_of(&self, side: Side) -> BTreeSet<GroupId> {
         self.settings
@@ -193,18 +212,8 @@ impl SyncService {
 
     /// Creates, adopts, renews or recreates the subscription of every configured group in both tenants, and deletes
     /// those of groups no longer configured. Needs `WEBHOOK_NOTIFICATION_URL`.
-    pub async fn ensure_subscriptions(&self) -> SubscriptionsOutcome {
-        match self.stores().await {
-            Ok(stores) => self.ensure_subscriptions_in(stores).await,
-            Err(error) => SubscriptionsOutcome {
-                problems: vec![format!("the state storage cannot be reached: {error}")],
-                ..SubscriptionsOutcome::default()
-            },
-        }
-    }
-
     #[tracing::instrument(skip_all)]
-    pub(crate) async fn ensure_subscriptions_in(&self, stores: &Stores) -> SubscriptionsOutcome {
+    pub async fn ensure(&self, stores: &Stores) -> SubscriptionsOutcome {
         let mut outcome = SubscriptionsOutcome::default();
         if self.settings.webhook.notification_url.is_none() {
             outcome.problems.push("WEBHOOK_NOTIFICATION_URL is not set: no subscription is kept".to_owned());
@@ -492,11 +501,11 @@ impl SyncService {
     }
 
     /// The recorded subscription with this id, on either side; `None` when it is not one of ours.
-    pub async fn find_subscription(
+    pub async fn find(
         &self,
+        stores: &Stores,
         subscription_id: &str,
     ) -> Result<Option<(Side, SubscriptionEntry)>, StorageError> {
-        let stores = self.stores().await?;
         for side in [Side::TenantA, Side::TenantB] {
             let (_, tenant) = self.side(side);
             if let Some((book, _)) = read_json::<SubscriptionBook>(stores.state.as_ref(), &book_blob(tenant)).await?
@@ -512,11 +521,11 @@ impl SyncService {
     /// Acts on a lifecycle notification for one of our subscriptions. `Err`: try again later (the queue retries).
     pub async fn handle_lifecycle_event(
         &self,
+        stores: &Stores,
         side: Side,
         entry: &SubscriptionEntry,
         event: &str,
     ) -> Result<LifecycleOutcome, String> {
-        let stores = self.stores().await.map_err(|e| format!("the state storage cannot be reached: {e}"))?;
         let (client, tenant) = self.side(side);
         let blob = book_blob(tenant);
         let mut outcome = SubscriptionsOutcome::default();

@@ -13,9 +13,9 @@ use axum::http::Request;
 use certsync::config::Settings;
 use certsync::domain::{GroupId, TenantId};
 use certsync::functions::{AppState, router};
+use certsync::storage::Stores;
 use certsync::storage::{BlobStore, LocalDirStore};
 use certsync::sync::subscriptions::{Action, SubscriptionBook, SubscriptionEntry, book_blob};
-use certsync::sync::{Stores, SyncService};
 use http_body_util::BodyExt;
 use proptest::test_runner::{Config, TestRunner};
 use serde_json::Value;
@@ -201,9 +201,8 @@ impl HostileApp {
             .put(&book_blob(&tenant), serde_json::to_vec(&book).expect("serializable"), "application/json")
             .await
             .expect("seed the subscription book");
-        let sync = SyncService::new(Arc::new(settings))
-            .expect("the Graph clients build without I/O")
-            .with_stores(Stores { state: state_store, logs });
+        let sync = certsync::app::sync_service(Arc::new(settings), Some(Stores { state: state_store, logs }))
+            .expect("the Graph clients build without I/O");
         let state = AppState::new(Arc::new(sync));
         Self { router: router(state.clone()), state, _folder: folder }
     }

@@ -1,0 +1,63 @@
+//! Why a run did not do its job: one variant per place a run can stop, each with the message the administrator
+//! reads in the run report. Every one of them means the same thing for the tenant: nothing unsafe was written.
+
+use std::time::Duration;
+
+use super::Side;
+use super::observe::ObserveError;
+use super::report::RunOutcome;
+use crate::domain::GroupId;
+use crate::graph::GraphError;
+use crate::storage::StorageError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("the state storage cannot be reached, so nothing was read or written: {0}")]
+    StorageUnreachable(#[source] StorageError),
+    /// A full sync that finds the lease held does nothing; the next timer run does the work.
+    #[error("another run is writing to this tenant (its lease is held); this run did nothing")]
+    LeaseHeld,
+    /// An incremental run waited for the lease in vain: failing makes the queue retry the notification.
+    #[error(
+        "another run held this tenant's lease for more than {} s; nothing was done and the notification will be \
+         retried",
+        waited.as_secs()
+    )]
+    LeaseBusy { waited: Duration },
+    #[error("the run lease could not be taken, so nothing was written: {0}")]
+    Lease(#[source] StorageError),
+    #[error("the delta position of group {group} could not be read: {source}")]
+    CursorUnreadable {
+        group: GroupId,
+        #[source]
+        source: StorageError,
+    },
+    #[error("reading what changed in {side:?} group {group} failed, so nothing was written: {source}")]
+    Delta {
+        side: Side,
+        group: GroupId,
+        #[source]
+        source: GraphError,
+    },
+    #[error("the ownership ledger could not be read, so nothing was written: {0}")]
+    Ledger(#[source] StorageError),
+    #[error(transparent)]
+    Observe(#[from] ObserveError),
+    #[error("re-reading {count} Tenant A users that left a group failed, so nothing was written: {source}")]
+    SourceKeys {
+        count: usize,
+        #[source]
+        source: GraphError,
+    },
+}
+
+impl RunError {
+    /// The run's outcome: a held lease on a full sync is a skip (nothing was due from this run in particular),
+    /// everything else a failure.
+    pub fn outcome(&self) -> RunOutcome {
+        match self {
+            Self::LeaseHeld => RunOutcome::Skipped { reason: self.to_string() },
+            _ => RunOutcome::Failed { reason: self.to_string() },
+        }
+    }
+}

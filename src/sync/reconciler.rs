@@ -1,0 +1,245 @@
+//! The reconciler: under the tenant's run lease, observe → plan → apply for a [`Scope`], as
+//! `Result<Applied, RunError>` (kube-rs's `reconcile → Result<Action, Error>`). It decides nothing about reporting:
+//! the run report is built from its result afterwards ([`super::SyncService`]).
+//!
+//! A full sync applies the whole plan. An incremental run first asks delta query what changed
+//! ([`incremental::read_changes`]); when nothing did it stops there, otherwise it observes and plans exactly as the
+//! full sync does and applies the part of the plan about the affected users.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::apply;
+use super::error::RunError;
+use super::incremental::{self, Changes, Scope};
+use super::lease::{LEASE_DURATION, RunLease};
+use super::ledger::{self, Ledger, LedgerState};
+use super::observe;
+use super::plan::{self, Conflict, HeldBackRemovals, PairOutcome, Plan, PlanSettings, Skip, UserChange};
+use super::tenants::Tenants;
+use crate::config::Settings;
+use crate::storage::{StorageError, Stores, read_json};
+
+/// An incremental run waits this long for a held lease (another notification, or the timer) before failing its
+/// invocation so the queue retries it; a full sync that finds the lease held is skipped at once instead.
+const INCREMENTAL_LEASE_WAIT: Duration = Duration::from_secs(10);
+
+/// What a successful run did.
+#[derive(Debug)]
+pub enum Applied {
+    /// An incremental run whose delta rounds found no membership change: nothing else was read.
+    NothingChanged,
+    /// A dry run: the plan, not applied.
+    Planned { plan: PlanSummary, changes: Vec<UserChange> },
+    /// The plan was applied; some users may have failed (they are in the changes).
+    Written { plan: PlanSummary, applied: apply::Applied },
+}
+
+impl Applied {
+    /// Whether every planned change went in (a run with failed users completes, but not successfully).
+    pub fn all_written(&self) -> bool {
+        match self {
+            Self::Written { applied, .. } => applied.all_written(),
+            Self::NothingChanged | Self::Planned { .. } => true,
+        }
+    }
+}
+
+/// What the plan found, besides its changes.
+#[derive(Debug, Default)]
+pub struct PlanSummary {
+    pub pairs: Vec<PairOutcome>,
+    pub skipped: Vec<Skip>,
+    pub conflicts: Vec<Conflict>,
+    pub removals_disabled: Option<String>,
+    pub removals_held_back: Option<HeldBackRemovals>,
+    /// Matched users whose values were already right.
+    pub unchanged: usize,
+}
+
+impl PlanSummary {
+    /// Splits a plan into its summary and its changes (apply needs the whole plan; the report needs both halves).
+    fn of(plan: &Plan) -> Self {
+        Self {
+            pairs: plan.pairs.clone(),
+            skipped: plan.skipped.clone(),
+            conflicts: plan.conflicts.clone(),
+            removals_disabled: plan.removals_disabled.clone(),
+            removals_held_back: plan.removals_held_back.clone(),
+            unchanged: plan.unchanged,
+        }
+    }
+}
+
+/// What a run gathered on the way, whatever its result: notes for the administrator, and for an incremental run
+/// what its delta rounds decided.
+#[derive(Debug, Default)]
+pub struct Trail {
+    pub notes: Vec<String>,
+    /// Why the run reconciled whole pairs instead of the changed users (first notification, expired token…).
+    pub full_resync: Option<String>,
+    /// Tenant B users the applied part of the plan was restricted to.
+    pub affected_users: Option<usize>,
+}
+
+/// A run's result with its trail.
+#[derive(Debug)]
+pub struct Reconciled {
+    pub result: Result<Applied, RunError>,
+    pub trail: Trail,
+}
+
+/// How to run: the settings, both tenants' clients.
+pub struct Reconciler {
+    settings: Arc<Settings>,
+    tenants: Tenants,
+}
+
+impl Reconciler {
+    pub fn new(settings: Arc<Settings>, tenants: Tenants) -> Self {
+        Self { settings, tenants }
+    }
+
+    pub fn tenants(&self) -> &Tenants {
+        &self.tenants
+    }
+
+    /// One run of `scope`: takes the tenant's lease (unless `dry_run`), reconciles, releases the lease.
+    pub async fn reconcile(
+        &self,
+        stores: &Stores,
+        scope: &Scope,
+        dry_run: bool,
+        allow_mass_removal: bool,
+    ) -> Reconciled {
+        let mut trail = Trail::default();
+        let tenant = &self.settings.tenant_b.tenant_id;
+
+        // One writer per Tenant B: the timer and the notification path never write concurrently.
+        let lease = if dry_run {
+            None
+        } else {
+            let wait = if *scope == Scope::Full { Duration::ZERO } else { INCREMENTAL_LEASE_WAIT };
+            match RunLease::take(&stores.state, &ledger::lease_blob(tenant), wait).await {
+                Ok(Some(lease)) => Some(lease),
+                Ok(None) if *scope == Scope::Full => return Reconciled { result: Err(RunError::LeaseHeld), trail },
+                // The change this run was for would be lost if it were skipped: fail, so the queue retries.
+                Ok(None) => return Reconciled { result: Err(RunError::LeaseBusy { waited: wait }), trail },
+                Err(error) => return Reconciled { result: Err(RunError::Lease(error)), trail },
+            }
+        };
+
+        let result = self.observe_plan_apply(stores, scope, dry_run, allow_mass_removal, &mut trail).await;
+
+        if let Some(lease) = lease {
+            if lease.is_lost() {
+                trail.notes.push("the run lease was lost during the run; another run may have started".to_owned());
+            }
+            if let Err(error) = lease.release().await {
+                trail.notes.push(format!(
+                    "the run lease could not be released ({error}); it expires by itself within {} s",
+                    LEASE_DURATION.as_secs()
+                ));
+            }
+        }
+        Reconciled { result, trail }
+    }
+
+    async fn observe_plan_apply(
+        &self,
+        stores: &Stores,
+        scope: &Scope,
+        dry_run: bool,
+        allow_mass_removal: bool,
+        trail: &mut Trail,
+    ) -> Result<Applied, RunError> {
+        let sync = &self.settings.sync;
+        let state = stores.state.as_ref();
+        let ledger_blob = ledger::ledger_blob(&self.settings.tenant_b.tenant_id);
+
+        // An incremental run first asks delta query what changed; nothing changed → nothing more to read.
+        let changes: Option<Changes> = match scope {
+            Scope::Full => None,
+            Scope::Groups(groups) => {
+                Some(incremental::read_changes(&self.tenants, state, groups, sync.transitive_membership).await?)
+            }
+        };
+        if let Some(changes) = &changes {
+            trail.full_resync.clone_from(&changes.full_resync);
+            if changes.is_empty() {
+                trail.notes.push("no membership change since the last notification: nothing else was read".to_owned());
+                if !dry_run {
+                    trail.notes.extend(incremental::store_cursors(state, changes).await);
+                }
+                return Ok(Applied::NothingChanged);
+            }
+        }
+
+        let ledger = match read_json::<Ledger>(state, &ledger_blob).await {
+            Ok(Some((ledger, _))) => LedgerState::Loaded(ledger),
+            Ok(None) => LedgerState::Missing,
+            Err(StorageError::Corrupt { reason, .. }) => LedgerState::Unreadable(reason),
+            Err(error) => return Err(RunError::Ledger(error)),
+        };
+        if let LedgerState::Unreadable(reason) = &ledger {
+            tracing::error!(blob = ledger_blob, %reason, "the ownership ledger is unreadable: this run writes nothing");
+        }
+        let restrict_to = changes.as_ref().filter(|c| c.full_resync.is_none());
+        let departed = match restrict_to {
+            None => observe::Departed::AllUnseen,
+            Some(changes) => observe::Departed::Among(&changes.target_users),
+        };
+        let (source, target) = (&self.tenants.source, &self.tenants.target);
+        let observed = observe::observe_scoped(sync, source, target, ledger, departed).await?;
+        trail.notes.extend(observed.issued.values().flat_map(|issued| issued.notes.iter().cloned()));
+        let plan = plan::plan(
+            &observed,
+            &PlanSettings {
+                match_key: sync.match_key.clone(),
+                templates: sync.templates.clone(),
+                removal_threshold: sync.removal_threshold,
+                allow_mass_removal: allow_mass_removal || sync.allow_mass_removal,
+                serial_order: sync.certificates.serial_order,
+            },
+        );
+        let plan = match restrict_to {
+            None => plan,
+            Some(changes) => {
+                let source_keys = incremental::source_keys(source, sync, &observed, &changes.source_users).await?;
+                let affected = incremental::affected_targets(
+                    &observed,
+                    &sync.match_key,
+                    &changes.target_users,
+                    &source_keys,
+                    &plan,
+                );
+                trail.affected_users = Some(affected.len());
+                plan.restricted_to(&affected)
+            }
+        };
+        // Apply works from the plan alone: both tenants' members (tens of MB at 100,000 users) can go now.
+        drop(observed);
+        crate::memory::release_freed_memory();
+        let summary = PlanSummary::of(&plan);
+
+        if dry_run {
+            return Ok(Applied::Planned { plan: summary, changes: plan.changes });
+        }
+        let mut written = apply::apply(plan, target, state, &ledger_blob).await;
+        trail.notes.append(&mut written.notes);
+        let applied = Applied::Written { plan: summary, applied: written };
+        // The delta position moves on only when everything was applied: after a failure the next notification
+        // sees the same changes again (the timer's full sync is the net under both).
+        if let Some(changes) = &changes {
+            if applied.all_written() {
+                trail.notes.extend(incremental::store_cursors(state, changes).await);
+            } else {
+                trail.notes.push(
+                    "the delta position was kept: the next notification for these groups reconsiders the same changes"
+                        .to_owned(),
+                );
+            }
+        }
+        Ok(applied)
+    }
+}
