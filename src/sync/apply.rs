@@ -22,13 +22,22 @@ pub struct Applied {
     pub conflicts: Vec<Conflict>,
     pub skipped: Vec<Skip>,
     pub notes: Vec<String>,
+    /// Why apply stopped before the end (the run's lease was lost): the run failed, whatever was written.
+    pub aborted: Option<String>,
 }
 
 impl Applied {
-    /// No user failed: every planned change is in place.
+    /// No user failed and apply ran to its end: every planned change is in place.
     pub fn all_written(&self) -> bool {
-        !self.changes.iter().any(|c| c.status == ChangeStatus::Failed)
+        self.aborted.is_none() && !self.changes.iter().any(|c| c.status == ChangeStatus::Failed)
     }
+}
+
+/// Whether this run may still write to the tenant: asked before every write round and before the ledger is settled,
+/// so a run that lost its lease stops before it writes over another run's work. `Err`: why not.
+#[async_trait::async_trait]
+pub trait WritePermit: Send + Sync {
+    async fn confirm(&self) -> Result<(), String>;
 }
 
 /// Read-modify-write attempts on the ledger before giving up (a conflict means another writer got in between).
@@ -49,13 +58,28 @@ fn not_written(message: &str) -> ErrorDetail {
 }
 
 /// Applies the plan's changes, consuming them: each becomes its result without a copy.
-pub async fn apply(plan: Plan, target: &GraphClient, state: &dyn BlobStore, ledger_blob: &str) -> Applied {
+pub async fn apply(
+    plan: Plan,
+    target: &GraphClient,
+    state: &dyn BlobStore,
+    ledger_blob: &str,
+    permit: &dyn WritePermit,
+) -> Applied {
     if plan.is_empty() {
         return Applied::default();
     }
     let Plan { mut changes, ledger_edits, .. } = plan;
 
-    // 1. Claim what we are about to add, before it is on any user.
+    // 1. Claim what we are about to add, before it is on any user (observing took a while: is the lease still ours?).
+    if let Err(reason) = permit.confirm().await {
+        tracing::error!(%reason, "not applying the plan");
+        let error = not_written(&format!("not written: {reason}"));
+        return Applied {
+            changes: changes.into_iter().map(|c| failed(c, error.clone())).collect(),
+            aborted: Some(reason),
+            ..Applied::default()
+        };
+    }
     let claims: Vec<(&UserId, &[String])> =
         changes.iter().filter(|c| !c.add.is_empty()).map(|c| (&c.user.id, c.add.as_slice())).collect();
     if !claims.is_empty() {
@@ -96,6 +120,13 @@ pub async fn apply(plan: Plan, target: &GraphClient, state: &dyn BlobStore, ledg
                 break;
             }
             left -= round.len();
+            if reread_failed.is_none()
+                && let Err(reason) = permit.confirm().await
+            {
+                tracing::error!(%reason, "stopping before the next write round");
+                reread_failed = Some(not_written(&format!("not written: {reason}")));
+                applied.aborted = Some(reason);
+            }
             if let Some(error) = &reread_failed {
                 applied.changes.extend(round.into_iter().map(|c| failed(c, error.clone())));
                 continue;
@@ -108,7 +139,17 @@ pub async fn apply(plan: Plan, target: &GraphClient, state: &dyn BlobStore, ledg
     }
     drop(changes);
 
-    // 4. Settle the ledger from what is really on each user now, and record the plan's other edits.
+    // 4. Settle the ledger from what is really on each user now, and record the plan's other edits. A run that lost
+    // its lease leaves the ledger to the run that holds it: the claims it made already cover what it wrote.
+    if applied.aborted.is_none()
+        && let Err(reason) = permit.confirm().await
+    {
+        tracing::error!(%reason, "not settling the ownership ledger");
+        applied.aborted = Some(reason);
+    }
+    if applied.aborted.is_some() {
+        return applied;
+    }
     let settled = update_json::<Ledger, _>(state, ledger_blob, LEDGER_ATTEMPTS, |current| {
         let mut ledger = current.unwrap_or_else(Ledger::new);
         for result in &applied.changes {

@@ -4,10 +4,11 @@
 //! background every [`LEASE_RENEW_EVERY`] while the run lasts [lease-blob: a lease lasts 15–60 s or is infinite].
 //! A renewal that finds the lease taken by someone else marks it lost ([`RunLease::is_lost`]).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::apply::WritePermit;
 use crate::storage::{BlobStore, Lease, StorageError};
 
 /// How long the run lease lasts between renewals (Azure allows 15–60 s): a crashed holder blocks the next run at
@@ -22,6 +23,8 @@ pub struct RunLease {
     store: Arc<dyn BlobStore>,
     lease: Lease,
     lost: Arc<AtomicBool>,
+    /// When the lease was last taken or renewed: it is surely ours until [`LEASE_DURATION`] after that.
+    renewed_at: Arc<Mutex<Instant>>,
     renewal: tokio::task::JoinHandle<()>,
 }
 
@@ -37,22 +40,19 @@ impl RunLease {
             }
         };
         let lost = Arc::new(AtomicBool::new(false));
+        let renewed_at = Arc::new(Mutex::new(Instant::now()));
         let renewal = {
-            let (store, lease, lost) = (store.clone(), lease.clone(), lost.clone());
+            let (store, lease, lost, renewed_at) = (store.clone(), lease.clone(), lost.clone(), renewed_at.clone());
             tokio::spawn(async move {
                 loop {
                     tokio::time::sleep(LEASE_RENEW_EVERY).await;
-                    if let Err(error) = store.renew_lease(&lease).await {
-                        tracing::warn!(%error, "could not renew the run lease");
-                        if matches!(error, StorageError::LeaseLost { .. }) {
-                            lost.store(true, Ordering::SeqCst);
-                            return;
-                        }
+                    if !renew(store.as_ref(), &lease, &lost, &renewed_at).await {
+                        return;
                     }
                 }
             })
         };
-        Ok(Some(Self { store: store.clone(), lease, lost, renewal }))
+        Ok(Some(Self { store: store.clone(), lease, lost, renewed_at, renewal }))
     }
 
     /// Whether a renewal found the lease taken: another run may be writing to the same tenant.
@@ -60,9 +60,55 @@ impl RunLease {
         self.lost.load(Ordering::SeqCst)
     }
 
+    /// Renews the lease now. `Ok`: it is ours for at least the next [`LEASE_DURATION`] minus the time a renewal
+    /// may take; a renewal that fails for another reason than a lost lease still leaves it ours until
+    /// [`LEASE_DURATION`] after the last good one, less [`LEASE_RENEW_EVERY`] of margin.
+    pub async fn confirm(&self) -> Result<(), String> {
+        if !self.is_lost() && renew(self.store.as_ref(), &self.lease, &self.lost, &self.renewed_at).await {
+            return Ok(());
+        }
+        if self.is_lost() {
+            return Err("the run lease was lost: another run may be writing to this tenant".to_owned());
+        }
+        let since = self.renewed_at.lock().map(|at| at.elapsed()).unwrap_or(LEASE_DURATION);
+        if since + LEASE_RENEW_EVERY < LEASE_DURATION {
+            Ok(())
+        } else {
+            Err(format!("the run lease could not be renewed for {} s: this run may no longer hold it", since.as_secs()))
+        }
+    }
+
     /// Stops renewing and gives the lease up.
     pub async fn release(self) -> Result<(), StorageError> {
         self.renewal.abort();
         self.store.release_lease(self.lease).await
+    }
+}
+
+#[async_trait::async_trait]
+impl WritePermit for RunLease {
+    async fn confirm(&self) -> Result<(), String> {
+        RunLease::confirm(self).await
+    }
+}
+
+/// One renewal. `false`: the lease is lost (someone else holds it now), stop renewing.
+async fn renew(store: &dyn BlobStore, lease: &Lease, lost: &AtomicBool, renewed_at: &Mutex<Instant>) -> bool {
+    let started = Instant::now();
+    match store.renew_lease(lease).await {
+        Ok(()) => {
+            if let Ok(mut at) = renewed_at.lock() {
+                *at = started;
+            }
+            true
+        }
+        Err(error) => {
+            tracing::warn!(%error, "could not renew the run lease");
+            if matches!(error, StorageError::LeaseLost { .. }) {
+                lost.store(true, Ordering::SeqCst);
+                return false;
+            }
+            true
+        }
     }
 }

@@ -288,7 +288,11 @@ fn record(report: &mut RunReport, Reconciled { result, trail }: Reconciled) {
             report.changes = applied.changes;
             report.conflicts.extend(applied.conflicts);
             report.skipped.extend(applied.skipped);
-            if all_written { RunOutcome::Succeeded } else { RunOutcome::CompletedWithFailures }
+            match applied.aborted {
+                Some(reason) => RunOutcome::Failed { reason: format!("{reason}; the run stopped writing") },
+                None if all_written => RunOutcome::Succeeded,
+                None => RunOutcome::CompletedWithFailures,
+            }
         }
     };
     report.notes.extend(trail.notes);

@@ -129,7 +129,11 @@ impl Reconciler {
             }
         };
 
-        let result = self.observe_plan_apply(stores, scope, dry_run, allow_mass_removal, &mut trail).await;
+        let permit: &dyn apply::WritePermit = match &lease {
+            Some(lease) => lease,
+            None => &NoWrites,
+        };
+        let result = self.observe_plan_apply(stores, scope, dry_run, allow_mass_removal, permit, &mut trail).await;
 
         if let Some(lease) = lease {
             if lease.is_lost() {
@@ -151,6 +155,7 @@ impl Reconciler {
         scope: &Scope,
         dry_run: bool,
         allow_mass_removal: bool,
+        permit: &dyn apply::WritePermit,
         trail: &mut Trail,
     ) -> Result<Applied, RunError> {
         let sync = &self.settings.sync;
@@ -225,7 +230,7 @@ impl Reconciler {
         if dry_run {
             return Ok(Applied::Planned { plan: summary, changes: plan.changes });
         }
-        let mut written = apply::apply(plan, target, state, &ledger_blob).await;
+        let mut written = apply::apply(plan, target, state, &ledger_blob, permit).await;
         trail.notes.append(&mut written.notes);
         let applied = Applied::Written { plan: summary, applied: written };
         // The delta position moves on only when everything was applied: after a failure the next notification
@@ -241,5 +246,15 @@ impl Reconciler {
             }
         }
         Ok(applied)
+    }
+}
+
+/// A dry run holds no lease and writes nothing: apply is never reached with it.
+struct NoWrites;
+
+#[async_trait::async_trait]
+impl apply::WritePermit for NoWrites {
+    async fn confirm(&self) -> Result<(), String> {
+        Err("a dry run writes nothing".to_owned())
     }
 }
