@@ -234,6 +234,8 @@ pub(super) fn owned_after(owned: &[String], change: &UserChange) -> Vec<String> 
 #[derive(Default)]
 struct Desire<'a> {
     user: Option<&'a DirectoryUser>,
+    /// The Tenant A user it was first matched to, and in which pair: a second, different one makes it ambiguous.
+    matched_to: Option<(&'a DirectoryUser, usize)>,
     values: Vec<String>,
     details: Option<Box<DesireDetails<'a>>>,
 }
@@ -335,7 +337,7 @@ pub fn plan(observed: &Observed, settings: &PlanSettings) -> Plan {
         .chain(&observed.departed_targets)
         .map(|user| (&user.id, Desire { user: Some(user), ..Desire::default() }))
         .collect();
-    for pair in &observed.pairs {
+    for (pair_index, pair) in observed.pairs.iter().enumerate() {
         let matching = match_users(&settings.match_key, &pair.source_users, &pair.target_users);
         let mut outcome = PairOutcome {
             name: pair.name.clone(),
@@ -363,6 +365,26 @@ pub fn plan(observed: &Observed, settings: &PlanSettings) -> Plan {
         let issued = pair.certificate_source.map(|source| (source, observed.issued.get(&source)));
         for (source, target) in &matching.matched {
             let desire = desires.entry(&target.id).or_default();
+            // Two pairs may match one Tenant B user to two different people (alice@contoso in one, alice@fabrikam in
+            // the other): binding both would let either sign in as it, so it is ambiguous across the run and held.
+            match desire.matched_to {
+                None => desire.matched_to = Some((source, pair_index)),
+                Some((first, first_pair)) if first.id != source.id => {
+                    let first_pair = &observed.pairs[first_pair].name;
+                    desire.details().held = Some(format!(
+                        "it matches different Tenant A users in different pairs ({} in pair {first_pair}, {} in pair \
+                         {}): left unchanged",
+                        first.user_principal_name, source.user_principal_name, pair.name
+                    ));
+                    outcome.ambiguous.push(Ambiguity {
+                        key: settings.match_key.key_of(target).unwrap_or_default(),
+                        side: Side::TenantA,
+                        users: vec![UserRef::from(first), UserRef::from(*source)],
+                    });
+                    continue;
+                }
+                Some(_) => {}
+            }
             let certificates: Vec<&IssuedCertificate> = match issued {
                 Some((_, Some(issued))) => issued.of(source).filter(|c| c.is_valid_at(observed.observed_at)).collect(),
                 Some((kind, None)) => {

@@ -347,6 +347,39 @@ fn an_ambiguous_local_part_is_never_written() {
     assert_eq!(plan.pairs[0].ambiguous.len(), 1);
 }
 
+#[test]
+fn a_tenant_b_user_matched_to_two_people_in_two_pairs_is_held_and_both_are_named() {
+    // Issue 18: alice@contoso (pair A1→B1) and alice@fabrikam (pair A2→B2) are two people; alice@b is in both B groups.
+    let contoso = user("alice@contoso.example").build();
+    let fabrikam = user("alice@fabrikam.example").build();
+    let alice_b = user("alice@b.example").values(["X509:<PN>admin-set@b.example"]).build();
+    let mut observed = observed(vec![contoso.clone()], vec![alice_b.clone()], LedgerState::Missing);
+    observed.pairs.push(ObservedPair {
+        name: "pair-2".into(),
+        source_users: vec![fabrikam.clone()],
+        target_users: vec![alice_b.clone()],
+        ..Default::default()
+    });
+    let templates = settings(&["subject-cn", "principal-name"]);
+    let held_plan = plan(&observed, &templates);
+    assert!(held_plan.changes.is_empty(), "no value of either person is written: {:?}", held_plan.changes);
+    let held: Vec<&Skip> = held_plan.skipped.iter().filter(|s| s.user.id == alice_b.id).collect();
+    assert_eq!(held.len(), 1, "{:?}", held_plan.skipped);
+    assert!(held[0].reason.contains("alice@contoso.example") && held[0].reason.contains("alice@fabrikam.example"));
+    let ambiguous: Vec<&Ambiguity> = held_plan.pairs.iter().flat_map(|p| &p.ambiguous).collect();
+    assert_eq!(ambiguous.len(), 1, "the report counts it as ambiguous");
+    assert_eq!(
+        ambiguous[0].users.iter().map(|u| u.id.clone()).collect::<Vec<_>>(),
+        [contoso.id.clone(), fabrikam.id.clone()]
+    );
+
+    // The same Tenant A user in both pairs is one person: matched once, written once.
+    observed.pairs[1].source_users = vec![contoso.clone()];
+    let one_person = plan(&observed, &templates);
+    assert_eq!(one_person.changes.len(), 1);
+    assert!(one_person.pairs.iter().all(|p| p.ambiguous.is_empty()));
+}
+
 // ---- restriction to the users a change notification concerns ----
 
 #[test]
