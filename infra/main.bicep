@@ -282,7 +282,9 @@ resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01'
   parent: storage
   name: 'default'
   properties: {
-    // A deleted ledger blob (certsync-state) or run log can be restored for 14 days.
+    // A deleted ledger blob (certsync-state) or run log can be restored for 14 days, and an overwritten one from its
+    // earlier versions: a lost ledger stops the sync until it is restored (docs/operations.md).
+    isVersioningEnabled: true
     deleteRetentionPolicy: {
       enabled: true
       days: 14

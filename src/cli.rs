@@ -33,6 +33,10 @@ enum Command {
         /// Apply removals even above the safety threshold (REMOVAL_THRESHOLD_USERS / _PERCENT).
         #[arg(long)]
         allow_mass_removal: bool,
+        /// Start a new ownership ledger although one existed and is now missing. Only when it cannot be restored
+        /// (docs/operations.md): values written before are then never removed by this tool.
+        #[arg(long)]
+        accept_new_ledger: bool,
         /// Print the JSON report instead of the text log.
         #[arg(long)]
         json: bool,
@@ -122,7 +126,7 @@ async fn run(cli: Cli) -> ExitCode {
                 }
             }
         }
-        Command::Sync { dry_run, allow_mass_removal, json, state_dir } => {
+        Command::Sync { dry_run, allow_mass_removal, accept_new_ledger, json, state_dir } => {
             let settings = match load_settings() {
                 Ok(s) => s,
                 Err(code) => return code,
@@ -139,7 +143,13 @@ async fn run(cli: Cli) -> ExitCode {
                 }
             };
             let report = service
-                .run(RunRequest { trigger: Trigger::Cli, dry_run, allow_mass_removal, invocation_id: None })
+                .run(RunRequest {
+                    trigger: Trigger::Cli,
+                    dry_run,
+                    allow_mass_removal,
+                    accept_new_ledger,
+                    invocation_id: None,
+                })
                 .await;
             if json {
                 // Streamed: at 100,000 users the report is tens of MB of JSON.

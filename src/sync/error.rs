@@ -41,6 +41,15 @@ pub enum RunError {
     },
     #[error("the ownership ledger could not be read, so nothing was written: {0}")]
     Ledger(#[source] StorageError),
+    /// The ledger is gone although one was written: starting afresh would orphan every value written before.
+    #[error(
+        "the ownership ledger {blob} is missing, but {anchor} says one existed since {anchored}: nothing was written. \
+         Restore the ledger blob (soft delete or an earlier version in the state container; docs/operations.md), or, \
+         only if it cannot be restored, run `certsync sync --accept-new-ledger` once"
+    )]
+    LedgerLost { blob: String, anchor: String, anchored: String },
+    #[error("the ownership ledger's anchor could not be read, so nothing was written: {0}")]
+    Anchor(#[source] StorageError),
     #[error(transparent)]
     Observe(#[from] ObserveError),
     #[error("re-reading {count} Tenant A users that left a group failed, so nothing was written: {source}")]

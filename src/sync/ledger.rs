@@ -20,6 +20,23 @@ pub fn ledger_blob(tenant: &TenantId) -> String {
     format!("ledger/{tenant}.json")
 }
 
+/// The blob that says a tenant's ledger exists (`ledger/<tenant>.anchor.json`): written once a ledger is, and never
+/// removed by the tool. A missing ledger beside its anchor was lost, not never made (see [`LedgerAnchor`]).
+pub fn anchor_blob(tenant: &TenantId) -> String {
+    format!("ledger/{tenant}.anchor.json")
+}
+
+/// Evidence that a ledger was written for this tenant. Without it a deleted ledger looks like a first run: the next
+/// run would start a fresh ledger holding only its own new users, and every value written before would be taken for
+/// an administrator's and never removed, even after its user left (issue 18). With it, such a run fails instead.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LedgerAnchor {
+    pub schema_version: u32,
+    /// When the anchor was written (RFC 3339): the ledger existed then.
+    pub anchored: String,
+}
+
 /// The blob used as the run lease for a tenant: one writer per Tenant B at a time.
 pub fn lease_blob(tenant: &TenantId) -> String {
     format!("locks/{tenant}.lock")

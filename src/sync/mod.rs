@@ -34,7 +34,7 @@ pub use incremental::{ChangedGroup, Scope, ScopeReport};
 pub use ledger::{Ledger, LedgerState};
 pub use matching::{MatchKey, Side};
 pub use plan::{Observed, Plan, PlanSettings, merge, plan};
-pub use reconciler::{Applied, PlanSummary, Reconciled, Reconciler};
+pub use reconciler::{Applied, PlanSummary, Reconciled, Reconciler, RunRequest};
 pub use report::{ChangeStatus, RunOutcome, RunReport, Trigger};
 pub use subscriptions::{LifecycleOutcome, SubscriptionEntry, SubscriptionKeeper, SubscriptionsOutcome};
 pub use template::{PRESETS, Template};
@@ -49,23 +49,6 @@ use crate::storage::{
 /// Log uploads retry briefly, then the log goes to stdout: an outage must not hold the invocation for long.
 const LOG_UPLOAD_RETRY: RetryPolicy =
     RetryPolicy { max_attempts: 3, initial_backoff: Duration::from_secs(1), max_backoff: Duration::from_secs(4) };
-
-/// What to run.
-#[derive(Debug, Clone)]
-pub struct RunRequest {
-    pub trigger: Trigger,
-    /// Plan and report, write nothing (also forced by the `DRY_RUN` setting).
-    pub dry_run: bool,
-    /// Apply removals even above the safety threshold (also `ALLOW_MASS_REMOVAL`).
-    pub allow_mass_removal: bool,
-    pub invocation_id: Option<String>,
-}
-
-impl Default for RunRequest {
-    fn default() -> Self {
-        Self { trigger: Trigger::Cli, dry_run: false, allow_mass_removal: false, invocation_id: None }
-    }
-}
 
 /// What the triggers call: a run of the [`Reconciler`], reported and logged; subscription upkeep after the timer's.
 pub struct SyncService {
@@ -171,11 +154,8 @@ impl SyncService {
         let stores = self.stores().instrument(span.clone()).await.map_err(RunError::StorageUnreachable);
         match &stores {
             Ok(stores) => {
-                let reconciled = self
-                    .reconciler
-                    .reconcile(stores, &scope, dry_run, request.allow_mass_removal)
-                    .instrument(span.clone())
-                    .await;
+                let reconciled =
+                    self.reconciler.reconcile(stores, &scope, dry_run, &request).instrument(span.clone()).await;
                 record(&mut report, reconciled);
             }
             Err(error) => report.outcome = error.outcome(),

@@ -13,16 +13,44 @@ use super::apply;
 use super::error::RunError;
 use super::incremental::{self, Changes, Scope};
 use super::lease::{LEASE_DURATION, RunLease};
-use super::ledger::{self, Ledger, LedgerState};
+use super::ledger::{self, Ledger, LedgerAnchor, LedgerState};
 use super::observe;
 use super::plan::{self, Conflict, HeldBackRemovals, PairOutcome, Plan, PlanSettings, Skip, UserChange};
+use super::report::Trigger;
 use super::tenants::Tenants;
 use crate::config::Settings;
-use crate::storage::{StorageError, Stores, read_json};
+use crate::domain::TenantId;
+use crate::storage::{BlobStore, StorageError, Stores, read_json};
 
 /// An incremental run waits this long for a held lease (another notification, or the timer) before failing its
 /// invocation so the queue retries it; a full sync that finds the lease held is skipped at once instead.
 const INCREMENTAL_LEASE_WAIT: Duration = Duration::from_secs(10);
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct RunRequest {
+    pub trigger: Trigger,
+    /// Plan and report, write nothing (also forced by the `DRY_RUN` setting).
+    pub dry_run: bool,
+    /// Apply removals even above the safety threshold (also `ALLOW_MASS_REMOVAL`).
+    pub allow_mass_removal: bool,
+    /// Start a new ownership ledger although the anchor says one existed (`--accept-new-ledger`, after a ledger
+    /// that cannot be restored): the run is a first sync again, and says what that costs.
+    pub accept_new_ledger: bool,
+    pub invocation_id: Option<String>,
+}
+
+impl Default for RunRequest {
+    fn default() -> Self {
+        Self {
+            trigger: Trigger::Cli,
+            dry_run: false,
+            allow_mass_removal: false,
+            accept_new_ledger: false,
+            invocation_id: None,
+        }
+    }
+}
 
 /// What a successful run did.
 #[derive(Debug)]
@@ -105,13 +133,7 @@ impl Reconciler {
     }
 
     /// One run of `scope`: takes the tenant's lease (unless `dry_run`), reconciles, releases the lease.
-    pub async fn reconcile(
-        &self,
-        stores: &Stores,
-        scope: &Scope,
-        dry_run: bool,
-        allow_mass_removal: bool,
-    ) -> Reconciled {
+    pub async fn reconcile(&self, stores: &Stores, scope: &Scope, dry_run: bool, request: &RunRequest) -> Reconciled {
         let mut trail = Trail::default();
         let tenant = &self.settings.tenant_b.tenant_id;
 
@@ -133,7 +155,7 @@ impl Reconciler {
             Some(lease) => lease,
             None => &NoWrites,
         };
-        let result = self.observe_plan_apply(stores, scope, dry_run, allow_mass_removal, permit, &mut trail).await;
+        let result = self.observe_plan_apply(stores, scope, dry_run, request, permit, &mut trail).await;
 
         if let Some(lease) = lease {
             if lease.is_lost() {
@@ -154,7 +176,7 @@ impl Reconciler {
         stores: &Stores,
         scope: &Scope,
         dry_run: bool,
-        allow_mass_removal: bool,
+        request: &RunRequest,
         permit: &dyn apply::WritePermit,
         trail: &mut Trail,
     ) -> Result<Applied, RunError> {
@@ -189,6 +211,8 @@ impl Reconciler {
         if let LedgerState::Unreadable(reason) = &ledger {
             tracing::error!(blob = ledger_blob, %reason, "the ownership ledger is unreadable: this run writes nothing");
         }
+        let tenant = &self.settings.tenant_b.tenant_id;
+        let anchor = self.check_anchor(state, &ledger, tenant, request.accept_new_ledger, trail).await?;
         let restrict_to = changes.as_ref().filter(|c| c.full_resync.is_none());
         let departed = match restrict_to {
             None => observe::Departed::AllUnseen,
@@ -203,7 +227,7 @@ impl Reconciler {
                 match_key: sync.match_key.clone(),
                 templates: sync.templates.clone(),
                 removal_threshold: sync.removal_threshold,
-                allow_mass_removal: allow_mass_removal || sync.allow_mass_removal,
+                allow_mass_removal: request.allow_mass_removal || sync.allow_mass_removal,
                 serial_order: sync.certificates.serial_order,
             },
         );
@@ -232,6 +256,9 @@ impl Reconciler {
         }
         let mut written = apply::apply(plan, target, state, &ledger_blob, permit).await;
         trail.notes.append(&mut written.notes);
+        if anchor == Anchor::Due {
+            trail.notes.extend(write_anchor(state, tenant, &ledger_blob).await);
+        }
         let applied = Applied::Written { plan: summary, applied: written };
         // The delta position moves on only when everything was applied: after a failure the next notification
         // sees the same changes again (the timer's full sync is the net under both).
@@ -246,6 +273,68 @@ impl Reconciler {
             }
         }
         Ok(applied)
+    }
+}
+
+/// Whether the ledger's anchor must be written once apply has run.
+#[derive(Debug, PartialEq, Eq)]
+enum Anchor {
+    Present,
+    Due,
+}
+
+impl Reconciler {
+    /// A missing ledger is a first run only when no anchor says a ledger existed ([`LedgerAnchor`]). An existing
+    /// ledger without an anchor (written before anchors existed, or a run that stopped between the two) gets one.
+    async fn check_anchor(
+        &self,
+        state: &dyn BlobStore,
+        ledger: &LedgerState,
+        tenant: &TenantId,
+        accept_new_ledger: bool,
+        trail: &mut Trail,
+    ) -> Result<Anchor, RunError> {
+        let blob = ledger::anchor_blob(tenant);
+        let anchored = match read_json::<LedgerAnchor>(state, &blob).await {
+            Ok(found) => found.map(|(anchor, _)| anchor.anchored),
+            // An anchor that cannot be parsed still says a ledger existed.
+            Err(StorageError::Corrupt { .. }) => Some("an unknown time (the anchor is unreadable)".to_owned()),
+            Err(error) => return Err(RunError::Anchor(error)),
+        };
+        match (ledger, anchored) {
+            (LedgerState::Missing, Some(anchored)) if !accept_new_ledger => {
+                Err(RunError::LedgerLost { blob: ledger::ledger_blob(tenant), anchor: blob, anchored })
+            }
+            (LedgerState::Missing, Some(anchored)) => {
+                trail.notes.push(format!(
+                    "--accept-new-ledger: the ledger that existed since {anchored} is replaced by a new one. Values \
+                     written before are now treated as administrators' and are never removed by this tool: review \
+                     the users of the Tenant B groups that left since, and remove their values by hand"
+                ));
+                Ok(Anchor::Due)
+            }
+            (_, Some(_)) => Ok(Anchor::Present),
+            (_, None) => Ok(Anchor::Due),
+        }
+    }
+}
+
+/// Writes the anchor once the ledger exists (a first run that added nothing writes no ledger, and so no anchor).
+/// Returns a note when it could not be written: the next run tries again.
+async fn write_anchor(state: &dyn BlobStore, tenant: &TenantId, ledger_blob: &str) -> Option<String> {
+    // Listed, not read: the ledger is megabytes at 100,000 users.
+    match state.list(ledger_blob).await {
+        Ok(names) if names.iter().any(|name| name == ledger_blob) => {}
+        Ok(_) => return None,
+        Err(error) => return Some(format!("the ledger's anchor was not written ({error}); the next run writes it")),
+    }
+    let anchored =
+        time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
+    let anchor = LedgerAnchor { schema_version: ledger::LEDGER_SCHEMA_VERSION, anchored };
+    let body = serde_json::to_vec(&anchor).unwrap_or_default();
+    match state.put(&ledger::anchor_blob(tenant), body, "application/json").await {
+        Ok(()) => None,
+        Err(error) => Some(format!("the ledger's anchor was not written ({error}); the next run writes it")),
     }
 }
 
