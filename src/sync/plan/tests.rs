@@ -491,35 +491,56 @@ const VALUES: &[&str] = &[
     "X509:<RFC822>m@x",
 ];
 
+/// A Tenant A user of the generated directories: `u{i}@a.example`, or with `other_domain` `u{i}@a2.example`, a
+/// different person with the same local part (the same key). Ids are fixed, so one person can be in both pairs.
+fn source_user(i: usize, other_domain: bool) -> DirectoryUser {
+    let domain = if other_domain { "a2" } else { "a" };
+    let id = UserId::parse(&format!("10000000-0000-0000-0000-0000000000{}{i}", u8::from(other_domain))).unwrap();
+    user(&format!("u{i}@{domain}.example")).id(&id).build()
+}
+
+fn target_id(i: usize) -> UserId {
+    UserId::parse(&format!("00000000-0000-0000-0000-00000000000{i}")).unwrap()
+}
+
 prop_compose! {
-    /// A small random directory: users u0..u5 in Tenant B with random values, a random subset (with possible duplicate
-    /// local parts) in Tenant A, and a random ledger that may claim values the users hold or not.
+    /// A small random directory: users u0..u5 in Tenant B with random values, one or two pairs, each with a random
+    /// subset of them and a random set of Tenant A users (two people may share a local part, in one pair or across
+    /// pairs), and a random ledger that may claim values the users hold or not.
     fn directory()(
-        in_a in proptest::collection::vec(0usize..6, 0..6),
-        in_b in proptest::collection::btree_set(0usize..6, 0..6),
+        pairs in proptest::collection::vec(
+            (
+                proptest::collection::btree_set((0usize..6, proptest::bool::weighted(0.25)), 0..6),
+                proptest::collection::btree_set(0usize..6, 0..6),
+            ),
+            1..3,
+        ),
         held in proptest::collection::vec(proptest::collection::btree_set(0usize..VALUES.len(), 0..4), 6),
         owned in proptest::collection::vec(proptest::collection::btree_set(0usize..VALUES.len(), 0..3), 6),
         synced in proptest::collection::vec(proptest::bool::weighted(0.15), 6),
         ledger_known in proptest::bool::weighted(0.8),
     ) -> Observed {
-        let ids: Vec<UserId> = (0..6).map(|i| UserId::parse(&format!("00000000-0000-0000-0000-00000000000{i}")).unwrap()).collect();
         // Values are unique in a tenant: a value goes to the first user that draws it.
         let mut taken = BTreeSet::new();
         let targets: Vec<DirectoryUser> = (0..6).map(|i| {
-            let mut u = user(&format!("u{i}@b.example")).id(&ids[i]).build();
+            let mut u = user(&format!("u{i}@b.example")).id(&target_id(i)).build();
             u.certificate_user_ids = held[i].iter().filter(|v| taken.insert(**v)).map(|v| VALUES[*v].to_owned()).collect();
             if synced[i] { u.on_premises_sync_enabled = Some(true); }
             u
         }).collect();
-        let sources: Vec<DirectoryUser> = in_a.iter().map(|i| user(&format!("u{i}@a.example")).build()).collect();
         let mut ledger = Ledger::new();
         for i in 0..6 {
-            ledger.set(ids[i].clone(), owned[i].iter().map(|v| VALUES[*v].to_owned()).collect());
+            ledger.set(target_id(i), owned[i].iter().map(|v| VALUES[*v].to_owned()).collect());
         }
-        let (in_groups, departed): (Vec<_>, Vec<_>) = targets.into_iter().enumerate().partition(|(i, _)| in_b.contains(i));
+        let in_some_group: BTreeSet<usize> = pairs.iter().flat_map(|(_, in_b)| in_b.iter().copied()).collect();
         Observed {
-            pairs: vec![ObservedPair { name: "p".into(), source_users: sources, target_users: in_groups.into_iter().map(|(_, u)| u).collect(), ..Default::default() }],
-            departed_targets: departed.into_iter().map(|(_, u)| u).collect(),
+            pairs: pairs.iter().enumerate().map(|(n, (in_a, in_b))| ObservedPair {
+                name: format!("p{n}"),
+                source_users: in_a.iter().map(|(i, other)| source_user(*i, *other)).collect(),
+                target_users: in_b.iter().map(|i| targets[*i].clone()).collect(),
+                ..Default::default()
+            }).collect(),
+            departed_targets: (0..6).filter(|i| !in_some_group.contains(i)).map(|i| targets[i].clone()).collect(),
             deleted_targets: vec![],
             ledger: if ledger_known { LedgerState::Loaded(ledger) } else { LedgerState::Missing },
             issued: BTreeMap::new(),
@@ -528,8 +549,49 @@ prop_compose! {
     }
 }
 
+prop_compose! {
+    /// Planner settings with the removal threshold either off (`allow_mass_removal`) or on at a low level, so both
+    /// a plan that removes and one whose removals are held back are generated.
+    fn plan_settings()(threshold_on in proptest::bool::ANY, max_users in 0usize..3, max_percent in 0.0f64..60.0) -> PlanSettings {
+        let mut s = settings(&["subject-cn", "X509:<PN>{localpart}@x"]);
+        s.allow_mass_removal = !threshold_on;
+        s.removal_threshold = RemovalThreshold { max_users, max_percent };
+        s
+    }
+}
+
+/// The keys a target member must not be written for, worked out from the generated data alone (not from the
+/// planner's output): within a pair, a local part two Tenant A users or two Tenant B members share; across pairs, a
+/// Tenant B user matched to two different Tenant A users.
+fn ambiguous_targets(observed: &Observed) -> BTreeSet<UserId> {
+    let local = |u: &DirectoryUser| u.user_principal_name.split('@').next().unwrap().to_lowercase();
+    let mut held = BTreeSet::new();
+    let mut matched_to: BTreeMap<UserId, BTreeSet<UserId>> = BTreeMap::new();
+    for pair in &observed.pairs {
+        for target in &pair.target_users {
+            let key = local(target);
+            let sources: Vec<&DirectoryUser> = pair.source_users.iter().filter(|s| local(s) == key).collect();
+            let twins = pair.target_users.iter().filter(|t| local(t) == key).count();
+            if sources.len() > 1 || (twins > 1 && !sources.is_empty()) {
+                held.insert(target.id.clone());
+            } else if let [source] = sources[..] {
+                matched_to.entry(target.id.clone()).or_default().insert(source.id.clone());
+            }
+        }
+    }
+    held.extend(matched_to.into_iter().filter(|(_, sources)| sources.len() > 1).map(|(target, _)| target));
+    held
+}
+
+/// Every Tenant B user of the observation once (a user in the groups of two pairs is listed by both).
 fn all_targets(observed: &Observed) -> impl Iterator<Item = &DirectoryUser> {
-    observed.pairs.iter().flat_map(|p| p.target_users.iter()).chain(observed.departed_targets.iter())
+    let mut seen = BTreeSet::new();
+    observed
+        .pairs
+        .iter()
+        .flat_map(|p| p.target_users.iter())
+        .chain(observed.departed_targets.iter())
+        .filter(move |u| seen.insert(u.id.clone()))
 }
 
 /// Applies a plan to the observation as Graph would, giving the next run's observation.
@@ -551,16 +613,10 @@ fn plan_user_id(change: &UserChange) -> &UserId {
     &change.user.id
 }
 
-fn prop_settings() -> PlanSettings {
-    let mut s = settings(&["subject-cn", "X509:<PN>{localpart}@x"]);
-    s.allow_mass_removal = true;
-    s
-}
-
 proptest! {
     #[test]
-    fn values_not_in_the_ledger_are_never_removed(observed in directory()) {
-        let plan = plan(&observed, &prop_settings());
+    fn values_not_in_the_ledger_are_never_removed((observed, settings) in (directory(), plan_settings())) {
+        let plan = plan(&observed, &settings);
         let ledger = observed.ledger.ledger().cloned().unwrap_or_default();
         for change in &plan.changes {
             let id = plan_user_id(change);
@@ -574,16 +630,16 @@ proptest! {
     }
 
     #[test]
-    fn applying_a_plan_then_planning_again_gives_an_empty_plan(observed in directory()) {
-        let first = plan(&observed, &prop_settings());
-        let second = plan(&applied(&observed, &first), &prop_settings());
+    fn applying_a_plan_then_planning_again_gives_an_empty_plan((observed, settings) in (directory(), plan_settings())) {
+        let first = plan(&observed, &settings);
+        let second = plan(&applied(&observed, &first), &settings);
         prop_assert!(second.changes.is_empty(), "second plan still changes {:?}", second.changes);
         prop_assert!(second.ledger_edits.is_empty());
     }
 
     #[test]
-    fn the_result_never_exceeds_ten_values_nor_holds_a_duplicate(observed in directory()) {
-        let plan = plan(&observed, &prop_settings());
+    fn the_result_never_exceeds_ten_values_nor_holds_a_duplicate((observed, settings) in (directory(), plan_settings())) {
+        let plan = plan(&observed, &settings);
         let mut everywhere = BTreeSet::new();
         let changed: BTreeSet<&str> = plan.changes.iter().map(|c| c.user.id.as_str()).collect();
         for change in &plan.changes {
@@ -600,10 +656,10 @@ proptest! {
 
     #[test]
     fn a_restricted_plan_is_the_full_plan_seen_through_the_affected_users(
-        observed in directory(),
+        (observed, settings) in (directory(), plan_settings()),
         affected in proptest::collection::btree_set(0usize..6, 0..6),
     ) {
-        let full = plan(&observed, &prop_settings());
+        let full = plan(&observed, &settings);
         let original = observed.ledger.ledger().cloned().unwrap_or_default();
         let affected: BTreeSet<UserId> =
             affected.iter().map(|i| UserId::parse(&format!("00000000-0000-0000-0000-00000000000{i}")).unwrap()).collect();
@@ -622,21 +678,32 @@ proptest! {
             prop_assert_eq!(restricted_after.owned(id), expected);
         }
         // Applying the restricted plan, then planning in full, finishes the job: restriction never loses work.
-        let next = plan(&applied(&observed, &restricted), &prop_settings());
+        let next = plan(&applied(&observed, &restricted), &settings);
         for change in &next.changes {
             prop_assert!(!affected.contains(&change.user.id), "affected user {} left unfinished", change.user.id);
         }
     }
 
     #[test]
-    fn ambiguous_keys_never_produce_writes(observed in directory()) {
-        let plan = plan(&observed, &prop_settings());
-        let ambiguous: BTreeSet<String> = plan.pairs.iter().flat_map(|p| p.ambiguous.iter()).map(|a| a.key.clone()).collect();
-        // A user who left the Tenant B group takes no part in matching: only members with an ambiguous key are held.
-        let members: BTreeSet<&UserId> = observed.pairs.iter().flat_map(|p| p.target_users.iter()).map(|u| &u.id).collect();
-        for change in plan.changes.iter().filter(|c| members.contains(&c.user.id)) {
-            let local = change.user.user_principal_name.split('@').next().unwrap().to_lowercase();
-            prop_assert!(!ambiguous.contains(&local) || change.add.is_empty() && change.remove.is_empty(), "{} written although ambiguous", local);
+    fn ambiguous_keys_never_produce_writes((observed, settings) in (directory(), plan_settings())) {
+        let plan = plan(&observed, &settings);
+        let ambiguous = ambiguous_targets(&observed);
+        for change in &plan.changes {
+            prop_assert!(!ambiguous.contains(&change.user.id), "{} written although ambiguous: {:?}", change.user.user_principal_name, change);
+        }
+        // And the report counts each of them: a held user is never silent.
+        let reported: BTreeSet<&UserId> = plan.skipped.iter().map(|s| &s.user.id).collect();
+        for id in &ambiguous {
+            prop_assert!(reported.contains(id), "ambiguous user {} not reported as skipped", id);
+        }
+    }
+
+    #[test]
+    fn removals_held_back_by_the_threshold_remove_nothing((observed, settings) in (directory(), plan_settings())) {
+        let plan = plan(&observed, &settings);
+        if plan.removals_held_back.is_some() {
+            prop_assert!(!settings.allow_mass_removal);
+            prop_assert!(plan.changes.iter().all(|c| c.remove.is_empty()), "{:?}", plan.changes);
         }
     }
 }
