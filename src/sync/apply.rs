@@ -207,6 +207,17 @@ async fn write_round(
             ));
             continue;
         };
+        // The plan skips users synchronized from on-premises; one that became so since is not written either.
+        if user.on_premises_sync_enabled == Some(true) {
+            applied.changes.push(failed(
+                change,
+                not_written(
+                    "not written: the user is now synchronized from on-premises (onPremisesSyncEnabled); its \
+                     certificateUserIds can only be set through Microsoft Entra Connect",
+                ),
+            ));
+            continue;
+        }
         let current = &user.certificate_user_ids;
         let mut after = merge(current, &change.add, &change.remove);
         // An administrator may have added values since the plan: never exceed the limit, drop our newest additions.
