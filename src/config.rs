@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use secrecy::SecretString;
 use url::Url;
 
-use crate::domain::{GroupId, TenantId};
+use crate::domain::{GroupId, Side, TenantId};
 use crate::graph::{CloudEndpoints, TenantCredential};
 use crate::storage::StorageConnection;
 use crate::sync::issued::{CertificateSource, KnownIssuer, SerialOrder, Sha1Reading};
@@ -58,6 +58,16 @@ pub struct PairSettings {
     pub target_groups: Vec<GroupId>,
     /// Where the certificates Intune issued to this pair's Tenant A users are read (`CERTIFICATE_SOURCE`), if any.
     pub certificate_source: Option<CertificateSource>,
+}
+
+impl PairSettings {
+    /// The pair's groups in one tenant: its Tenant A (source) or its Tenant B (target) groups.
+    pub fn groups(&self, side: Side) -> &[GroupId] {
+        match side {
+            Side::TenantA => &self.source_groups,
+            Side::TenantB => &self.target_groups,
+        }
+    }
 }
 
 /// How issued certificates become values (issue 7; docs in [`crate::sync::issued`]).
@@ -355,8 +365,8 @@ impl<'a> Reader<'a> {
         let tenant_value = self.required(id, "the tenant's directory (tenant) id, a GUID");
         let tenant_id = self.parsed(id, tenant_value, |v| TenantId::parse(v).map_err(|e| e.to_string()));
         let default_kind = match side {
-            Side::A => "managed-identity",
-            Side::B => "client-secret",
+            Side::TenantA => "managed-identity",
+            Side::TenantB => "client-secret",
         };
         let kind = self.optional(credential).unwrap_or_else(|| default_kind.to_owned());
         let managed_identity = self.optional(names::MANAGED_IDENTITY_CLIENT_ID);
@@ -402,12 +412,6 @@ impl<'a> Reader<'a> {
         };
         Some(TenantSettings { tenant_id: tenant_id?, credential: credential? })
     }
-}
-
-#[derive(Clone, Copy)]
-enum Side {
-    A,
-    B,
 }
 
 /// `CERTIFICATE_SOURCE` as read: one source for every pair, or `pair-N=source` entries.
@@ -520,7 +524,7 @@ pub fn parse_pairs(value: &str) -> Result<Vec<PairSettings>, String> {
         let (sources, targets) = text
             .split_once("->")
             .ok_or_else(|| format!("{name} {text:?} must look like <Tenant A group id>-><Tenant B group id>"))?;
-        let groups = |list: &str, side: &str| -> Result<Vec<GroupId>, String> {
+        let groups = |list: &str, side: Side| -> Result<Vec<GroupId>, String> {
             let groups = list
                 .split(',')
                 .map(str::trim)
@@ -532,7 +536,7 @@ pub fn parse_pairs(value: &str) -> Result<Vec<PairSettings>, String> {
             }
             Ok(groups)
         };
-        let (source_groups, target_groups) = (groups(sources, "Tenant A")?, groups(targets, "Tenant B")?);
+        let (source_groups, target_groups) = (groups(sources, Side::TenantA)?, groups(targets, Side::TenantB)?);
         pairs.push(PairSettings { name, source_groups, target_groups, certificate_source: None });
     }
     if pairs.is_empty() {
@@ -634,7 +638,7 @@ impl Settings {
             TENANT_A_CLIENT_ID,
             TENANT_A_CLIENT_SECRET,
             TENANT_A_CERTIFICATE_PATH,
-            Side::A,
+            Side::TenantA,
         );
         let tenant_b = r.tenant(
             TENANT_B_ID,
@@ -642,7 +646,7 @@ impl Settings {
             TENANT_B_CLIENT_ID,
             TENANT_B_CLIENT_SECRET,
             TENANT_B_CERTIFICATE_PATH,
-            Side::B,
+            Side::TenantB,
         );
 
         let cloud_name = r.optional(AZURE_CLOUD);

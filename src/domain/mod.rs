@@ -1,10 +1,14 @@
 //! Domain types parsed once at the edge, so the rest of the code never re-checks them
-//! ("parse, don't validate"): directory object ids and certificateUserIds values.
+//! ("parse, don't validate"): directory object ids and certificateUserIds values, and the value types settings and
+//! the sync core share (which tenant). Nothing here imports from the rest of the crate: configuration and the core
+//! both import downward, into this module.
 
 mod certificate_user_id;
 mod ids;
+mod side;
 
 pub use certificate_user_id::{
     Binding, CertificateUserId, CertificateUserIdError, MAX_VALUE_CHARS, MAX_VALUES_PER_USER,
 };
 pub use ids::{GroupId, IdError, ObjectId, TenantId, UserId};
+pub use side::Side;

@@ -11,9 +11,9 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-use super::matching::{MatchKey, Side};
+use super::matching::MatchKey;
 use super::plan::{Observed, Plan};
-use crate::domain::{GroupId, TenantId, UserId};
+use crate::domain::{GroupId, Side, TenantId, UserId};
 
 pub const DELTA_SCHEMA_VERSION: u32 = 1;
 

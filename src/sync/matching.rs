@@ -10,7 +10,7 @@ use std::fmt;
 use serde::Serialize;
 
 use super::template::Attribute;
-use crate::domain::UserId;
+use crate::domain::{Side, UserId};
 use crate::graph::DirectoryUser;
 
 /// The attribute both sides are matched on.
@@ -76,14 +76,6 @@ impl From<&DirectoryUser> for UserRef {
     fn from(user: &DirectoryUser) -> Self {
         Self { id: user.id.clone(), user_principal_name: user.user_principal_name.clone() }
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-pub enum Side {
-    #[serde(rename = "tenantA")]
-    TenantA,
-    #[serde(rename = "tenantB")]
-    TenantB,
 }
 
 /// A key held by more than one user on one side: none of the users with that key (on either side) is written.

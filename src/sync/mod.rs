@@ -29,13 +29,13 @@ use tracing::Instrument;
 
 pub use incremental::{ChangedGroup, Scope, ScopeReport};
 pub use ledger::{Ledger, LedgerState};
-pub use matching::{MatchKey, Side};
+pub use matching::MatchKey;
 pub use plan::{Observed, Plan, PlanSettings, merge, plan};
 pub use report::{ChangeStatus, RunOutcome, RunReport, Trigger};
 pub use template::{PRESETS, Template};
 
 use crate::config::Settings;
-use crate::domain::{TenantId, UserId};
+use crate::domain::{Side, TenantId, UserId};
 use crate::graph::{GraphClient, GraphError, GraphMetrics, GraphOptions, TenantCredential, build_credential};
 use crate::storage::{
     AzureBlobStore, BlobStore, Lease, RetryPolicy, StorageConnection, StorageError, UploadOutcome, WriteBody,
@@ -77,9 +77,9 @@ impl Default for RunRequest {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SyncSetupError {
-    #[error("cannot set up the Microsoft Graph client for Tenant {side}: {source}")]
+    #[error("cannot set up the Microsoft Graph client for {side}: {source}")]
     Graph {
-        side: char,
+        side: Side,
         #[source]
         source: GraphError,
     },
@@ -110,14 +110,14 @@ impl SyncService {
             &settings.cloud,
             options.clone(),
         )
-        .map_err(|source| SyncSetupError::Graph { side: 'A', source })?;
+        .map_err(|source| SyncSetupError::Graph { side: Side::TenantA, source })?;
         let target = GraphClient::connect(
             settings.tenant_b.tenant_id.clone(),
             &settings.tenant_b.credential,
             &settings.cloud,
             options,
         )
-        .map_err(|source| SyncSetupError::Graph { side: 'B', source })?;
+        .map_err(|source| SyncSetupError::Graph { side: Side::TenantB, source })?;
         Ok(Self { settings, source, target, stores: OnceCell::new() })
     }
 

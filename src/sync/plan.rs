@@ -10,10 +10,10 @@ use time::OffsetDateTime;
 
 use super::issued::{CertificateSource, IssuedCertificate, IssuedCertificates, SerialOrder};
 use super::ledger::{Ledger, LedgerEdits, LedgerState};
-use super::matching::{Ambiguity, MatchKey, Side, UserRef, match_users};
+use super::matching::{Ambiguity, MatchKey, UserRef, match_users};
 use super::template::{CertificateFields, Template};
 use crate::config::RemovalThreshold;
-use crate::domain::{MAX_VALUES_PER_USER, UserId};
+use crate::domain::{MAX_VALUES_PER_USER, Side, UserId};
 use crate::graph::DirectoryUser;
 
 /// One pair's members as read from Graph.
