@@ -13,10 +13,11 @@ use std::path::PathBuf;
 use secrecy::SecretString;
 use url::Url;
 
-use crate::domain::{GroupId, Side, TenantId};
+use crate::domain::{
+    CertificateSource, GroupId, KnownIssuer, RemovalThreshold, SerialOrder, Sha1Reading, Side, TenantId,
+};
 use crate::graph::{CloudEndpoints, TenantCredential};
 use crate::storage::StorageConnection;
-use crate::sync::issued::{CertificateSource, KnownIssuer, SerialOrder, Sha1Reading};
 use crate::sync::{MatchKey, Template};
 
 /// One problem with one setting.
@@ -77,20 +78,6 @@ pub struct CertificateSettings {
     pub sha1_reading: Sha1Reading,
     /// The CAs the connector source's issuer names are matched against (`CERTIFICATE_ISSUER_CERTIFICATES`).
     pub connector_issuers: Vec<KnownIssuer>,
-}
-
-/// Guard against an accidental mass removal, like Entra Connect's accidental-delete prevention.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct RemovalThreshold {
-    /// More users losing values than this in one run holds removals back.
-    pub max_users: usize,
-    /// More than this share (0–100) of the users holding our values losing them holds removals back
-    /// (only counted from `MIN_USERS_FOR_SHARE` removals on, so a small pilot group is not blocked).
-    pub max_percent: f64,
-}
-
-impl RemovalThreshold {
-    pub const MIN_USERS_FOR_SHARE: usize = 10;
 }
 
 /// What the sync core needs to know.
@@ -469,7 +456,10 @@ fn read_certificate_settings(r: &mut Reader<'_>) -> Option<(SourceChoice, Certif
             let issuers = blocks
                 .iter()
                 .filter(|b| b.tag() == "CERTIFICATE")
-                .map(|b| KnownIssuer::from_certificate(b.contents()).map_err(|e| format!("{path:?}: {e}")))
+                .map(|b| {
+                    let dn = crate::certificates::subject_dn(b.contents());
+                    dn.map(KnownIssuer::from_dn).map_err(|e| format!("{path:?}: {e}"))
+                })
                 .collect::<Result<Vec<_>, _>>()?;
             if issuers.is_empty() {
                 return Err(format!("{path:?} holds no PEM certificate"));

@@ -1,14 +1,18 @@
 //! Domain types parsed once at the edge, so the rest of the code never re-checks them
 //! ("parse, don't validate"): directory object ids and certificateUserIds values, and the value types settings and
-//! the sync core share (which tenant). Nothing here imports from the rest of the crate: configuration and the core
+//! the sync core share (which tenant, where certificates come from, the removal guard). Nothing here imports from the rest of the crate: configuration and the core
 //! both import downward, into this module.
 
+mod certificate_source;
 mod certificate_user_id;
 mod ids;
+mod removal_threshold;
 mod side;
 
+pub use certificate_source::{CertificateSource, KnownIssuer, SerialOrder, Sha1Reading};
 pub use certificate_user_id::{
     Binding, CertificateUserId, CertificateUserIdError, MAX_VALUE_CHARS, MAX_VALUES_PER_USER,
 };
 pub use ids::{GroupId, IdError, ObjectId, TenantId, UserId};
+pub use removal_threshold::RemovalThreshold;
 pub use side::Side;

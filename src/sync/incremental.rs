@@ -131,7 +131,7 @@ pub fn affected_targets(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::RemovalThreshold;
+    use crate::domain::RemovalThreshold;
     use crate::sync::plan::{ObservedPair, PlanSettings, plan};
     use crate::sync::testing::user;
     use crate::sync::{Ledger, LedgerState, Template};

@@ -8,12 +8,11 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use super::issued::{CertificateSource, IssuedCertificate, IssuedCertificates, SerialOrder};
+use super::issued::{IssuedCertificate, IssuedCertificates};
 use super::ledger::{Ledger, LedgerEdits, LedgerState};
 use super::matching::{Ambiguity, MatchKey, UserRef, match_users};
 use super::template::{CertificateFields, Template};
-use crate::config::RemovalThreshold;
-use crate::domain::{MAX_VALUES_PER_USER, Side, UserId};
+use crate::domain::{CertificateSource, MAX_VALUES_PER_USER, RemovalThreshold, SerialOrder, Side, UserId};
 use crate::graph::DirectoryUser;
 
 /// One pair's members as read from Graph.
