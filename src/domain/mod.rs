@@ -3,12 +3,14 @@
 //! the sync core share (which tenant, where certificates come from, the removal guard). Nothing here imports from the rest of the crate: configuration and the core
 //! both import downward, into this module.
 
+mod attribute;
 mod certificate_source;
 mod certificate_user_id;
 mod ids;
 mod removal_threshold;
 mod side;
 
+pub use attribute::{Attribute, AttributeSource};
 pub use certificate_source::{CertificateSource, KnownIssuer, SerialOrder, Sha1Reading};
 pub use certificate_user_id::{
     Binding, CertificateUserId, CertificateUserIdError, MAX_VALUE_CHARS, MAX_VALUES_PER_USER,

@@ -9,8 +9,7 @@ use std::fmt;
 
 use serde::Serialize;
 
-use super::template::Attribute;
-use crate::domain::{Side, UserId};
+use crate::domain::{Attribute, AttributeSource, Side, UserId};
 use crate::graph::DirectoryUser;
 
 /// The attribute both sides are matched on.
@@ -22,18 +21,7 @@ impl MatchKey {
         "upn-local-part, upn, mail, employee-id, sam-account-name, or extension:<property name>";
 
     pub fn parse(text: &str) -> Option<Self> {
-        let attribute = match text.trim() {
-            "upn-local-part" => Attribute::LocalPart,
-            "upn" => Attribute::Upn,
-            "mail" => Attribute::Mail,
-            "employee-id" => Attribute::EmployeeId,
-            "sam-account-name" => Attribute::SamAccountName,
-            other => match other.strip_prefix("extension:") {
-                Some(name) if !name.trim().is_empty() => Attribute::Extension(name.trim().to_owned()),
-                _ => return None,
-            },
-        };
-        Some(Self(attribute))
+        Attribute::from_match_on(text).map(Self)
     }
 
     pub fn attribute(&self) -> &Attribute {
@@ -41,13 +29,13 @@ impl MatchKey {
     }
 
     /// The normalised key of a user, or `None` when the user lacks the attribute.
-    pub fn key_of(&self, user: &DirectoryUser) -> Option<String> {
+    pub fn key_of<U: AttributeSource + ?Sized>(&self, user: &U) -> Option<String> {
         self.borrowed_key_of(user).map(Cow::into_owned)
     }
 
     /// [`Self::key_of`], borrowed from the user when it is already in lower case (most UPNs): matching keys every
     /// member of both tenants at once.
-    fn borrowed_key_of<'a>(&self, user: &'a DirectoryUser) -> Option<Cow<'a, str>> {
+    fn borrowed_key_of<'a, U: AttributeSource + ?Sized>(&self, user: &'a U) -> Option<Cow<'a, str>> {
         self.0.read(user).map(|value| {
             if value.bytes().any(|b| !b.is_ascii() || b.is_ascii_uppercase()) {
                 Cow::Owned(value.to_lowercase())
@@ -223,5 +211,11 @@ mod tests {
         assert!(MatchKey::parse("displayName").is_none());
         assert!(MatchKey::parse("extension:").is_none());
         assert!(MatchKey::parse("extension:extension_abc_badge").is_some());
+    }
+
+    #[test]
+    fn the_choices_named_in_errors_are_every_match_on_name() {
+        let named: Vec<&str> = Attribute::NAMED.iter().filter_map(Attribute::match_on_name).collect();
+        assert_eq!(MatchKey::CHOICES, format!("{}, or extension:<property name>", named.join(", ")));
     }
 }

@@ -15,9 +15,8 @@ use futures::future::try_join_all;
 use super::issued::{self, IssuedCertificates, IssuedError};
 use super::ledger::LedgerState;
 use super::plan::{Observed, ObservedPair};
-use super::template::Attribute;
 use crate::config::SyncSettings;
-use crate::domain::{CertificateSource, GroupId, Side, UserId};
+use crate::domain::{Attribute, CertificateSource, GroupId, Side, UserId};
 use crate::graph::{DirectoryUser, GraphClient, GraphError, GroupMembers, MembershipScope, TARGET_SELECT};
 
 #[derive(Debug, thiserror::Error)]
