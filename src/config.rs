@@ -14,11 +14,11 @@ use secrecy::SecretString;
 use url::Url;
 
 use crate::domain::{
-    CertificateSource, GroupId, KnownIssuer, RemovalThreshold, SerialOrder, Sha1Reading, Side, TenantId,
+    CertificateSource, GroupId, KnownIssuer, MatchKey, RemovalThreshold, SerialOrder, Sha1Reading, Side, Template,
+    TenantId,
 };
 use crate::graph::{CloudEndpoints, TenantCredential};
 use crate::storage::StorageConnection;
-use crate::sync::{MatchKey, Template};
 
 /// One problem with one setting.
 #[derive(Debug, Clone, PartialEq, Eq)]

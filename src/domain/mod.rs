@@ -7,8 +7,10 @@ mod attribute;
 mod certificate_source;
 mod certificate_user_id;
 mod ids;
+mod match_key;
 mod removal_threshold;
 mod side;
+mod template;
 
 pub use attribute::{Attribute, AttributeSource};
 pub use certificate_source::{CertificateSource, KnownIssuer, SerialOrder, Sha1Reading};
@@ -16,5 +18,7 @@ pub use certificate_user_id::{
     Binding, CertificateUserId, CertificateUserIdError, MAX_VALUE_CHARS, MAX_VALUES_PER_USER,
 };
 pub use ids::{GroupId, IdError, ObjectId, TenantId, UserId};
+pub use match_key::MatchKey;
 pub use removal_threshold::RemovalThreshold;
 pub use side::Side;
+pub use template::{CertificateField, CertificateFields, PRESETS, Preset, RenderError, Template, TemplateError};

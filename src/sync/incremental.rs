@@ -11,9 +11,8 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-use super::matching::MatchKey;
 use super::plan::{Observed, Plan};
-use crate::domain::{GroupId, Side, TenantId, UserId};
+use crate::domain::{GroupId, MatchKey, Side, TenantId, UserId};
 
 pub const DELTA_SCHEMA_VERSION: u32 = 1;
 
@@ -132,9 +131,10 @@ pub fn affected_targets(
 mod tests {
     use super::*;
     use crate::domain::RemovalThreshold;
+    use crate::domain::Template;
     use crate::sync::plan::{ObservedPair, PlanSettings, plan};
     use crate::sync::testing::user;
-    use crate::sync::{Ledger, LedgerState, Template};
+    use crate::sync::{Ledger, LedgerState};
 
     fn observed(sources: Vec<crate::graph::DirectoryUser>, targets: Vec<crate::graph::DirectoryUser>) -> Observed {
         Observed {

@@ -5,52 +5,11 @@
 //! written. Keys compare case-insensitively after trimming, as Entra compares UPNs and mail addresses.
 
 use std::borrow::Cow;
-use std::fmt;
 
 use serde::Serialize;
 
-use crate::domain::{Attribute, AttributeSource, Side, UserId};
+use crate::domain::{MatchKey, Side, UserId};
 use crate::graph::DirectoryUser;
-
-/// The attribute both sides are matched on.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MatchKey(Attribute);
-
-impl MatchKey {
-    pub const CHOICES: &'static str =
-        "upn-local-part, upn, mail, employee-id, sam-account-name, or extension:<property name>";
-
-    pub fn parse(text: &str) -> Option<Self> {
-        Attribute::from_match_on(text).map(Self)
-    }
-
-    pub fn attribute(&self) -> &Attribute {
-        &self.0
-    }
-
-    /// The normalised key of a user, or `None` when the user lacks the attribute.
-    pub fn key_of<U: AttributeSource + ?Sized>(&self, user: &U) -> Option<String> {
-        self.borrowed_key_of(user).map(Cow::into_owned)
-    }
-
-    /// [`Self::key_of`], borrowed from the user when it is already in lower case (most UPNs): matching keys every
-    /// member of both tenants at once.
-    fn borrowed_key_of<'a, U: AttributeSource + ?Sized>(&self, user: &'a U) -> Option<Cow<'a, str>> {
-        self.0.read(user).map(|value| {
-            if value.bytes().any(|b| !b.is_ascii() || b.is_ascii_uppercase()) {
-                Cow::Owned(value.to_lowercase())
-            } else {
-                Cow::Borrowed(value)
-            }
-        })
-    }
-}
-
-impl fmt::Display for MatchKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
 
 /// A user as the report shows it: `{"id", "userPrincipalName"}` (docs/run-report.md).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -204,18 +163,5 @@ mod tests {
         let m = match_users(&MatchKey::parse("mail").unwrap(), &a, &b);
         assert_eq!(m.without_key.len(), 1);
         assert_eq!(m.only_in_b.len(), 1);
-    }
-
-    #[test]
-    fn unknown_keys_are_rejected() {
-        assert!(MatchKey::parse("displayName").is_none());
-        assert!(MatchKey::parse("extension:").is_none());
-        assert!(MatchKey::parse("extension:extension_abc_badge").is_some());
-    }
-
-    #[test]
-    fn the_choices_named_in_errors_are_every_match_on_name() {
-        let named: Vec<&str> = Attribute::NAMED.iter().filter_map(Attribute::match_on_name).collect();
-        assert_eq!(MatchKey::CHOICES, format!("{}, or extension:<property name>", named.join(", ")));
     }
 }

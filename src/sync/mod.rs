@@ -14,7 +14,6 @@ pub mod observe;
 pub mod plan;
 pub mod report;
 pub mod subscriptions;
-pub mod template;
 #[cfg(test)]
 pub(crate) mod testing;
 
@@ -29,10 +28,8 @@ use tracing::Instrument;
 
 pub use incremental::{ChangedGroup, Scope, ScopeReport};
 pub use ledger::{Ledger, LedgerState};
-pub use matching::MatchKey;
 pub use plan::{Observed, Plan, PlanSettings, merge, plan};
 pub use report::{ChangeStatus, RunOutcome, RunReport, Trigger};
-pub use template::{PRESETS, Template};
 
 use crate::config::Settings;
 use crate::domain::{Side, TenantId, UserId};

@@ -10,9 +10,11 @@ use time::OffsetDateTime;
 
 use super::issued::{IssuedCertificate, IssuedCertificates};
 use super::ledger::{Ledger, LedgerEdits, LedgerState};
-use super::matching::{Ambiguity, MatchKey, UserRef, match_users};
-use super::template::{CertificateFields, Template};
-use crate::domain::{CertificateSource, MAX_VALUES_PER_USER, RemovalThreshold, SerialOrder, Side, UserId};
+use super::matching::{Ambiguity, UserRef, match_users};
+use crate::domain::{
+    CertificateFields, CertificateSource, MAX_VALUES_PER_USER, MatchKey, RemovalThreshold, SerialOrder, Side, Template,
+    UserId,
+};
 use crate::graph::DirectoryUser;
 
 /// One pair's members as read from Graph.

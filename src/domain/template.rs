@@ -3,15 +3,15 @@
 //! A template is a documented value pattern with placeholders for the **source (Tenant A) user's** attributes, because
 //! the certificate is issued by Tenant A's Intune to that user: `{upn}`, `{localpart}` (the UPN before `@`, what Intune's
 //! `{{UserName}}` puts in a SCEP subject), `{mail}`, `{employeeId}`, `{samAccountName}`, `{ext:<property>}`.
-//! A template may also use the certificates Intune issued to that user (a pair with a certificate source, see
-//! [`super::issued`]): `{issuer}` (the issuing CA's DN), `{serial}` (in the configured byte order) and
+//! A template may also use the certificates Intune issued to that user (a pair with a [`super::CertificateSource`],
+//! read by the core's `sync/issued.rs`): `{issuer}` (the issuing CA's DN), `{serial}` (in the configured byte order) and
 //! `{sha1PublicKey}` (the thumbprint). Such a template gives one value per usable certificate.
 //! Templates are checked at start-up against the seven patterns of
 //! concept-certificate-based-authentication-certificateuserids, so a typo fails the deployment, not a user.
 
 use std::fmt;
 
-use crate::domain::{Attribute, AttributeSource, Binding, CertificateUserId, CertificateUserIdError};
+use super::{Attribute, AttributeSource, Binding, CertificateUserId, CertificateUserIdError};
 
 /// A named, documented choice of templates (see README "Choosing the certificateUserIds mapping").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -237,7 +237,7 @@ impl fmt::Display for Template {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sync::testing::user;
+    use crate::domain::attribute::TestUser;
 
     #[test]
     fn presets_expand_to_their_documented_templates() {
@@ -250,7 +250,7 @@ mod tests {
 
     #[test]
     fn renders_from_the_source_users_attributes() {
-        let alice = user("Alice.Smith@tenant-a.example").mail("alice@contoso.com").build();
+        let alice = TestUser(&[("userPrincipalName", "Alice.Smith@tenant-a.example"), ("mail", "alice@contoso.com")]);
         let render = |t: &str| Template::parse(t).unwrap().render(&alice).unwrap().to_string();
         assert_eq!(render("runbook"), "X509:<PN>CN=Alice.Smith");
         assert_eq!(render("principal-name"), "X509:<PN>Alice.Smith@tenant-a.example");
@@ -259,7 +259,7 @@ mod tests {
 
     #[test]
     fn a_missing_attribute_is_a_reason_not_an_empty_value() {
-        let no_mail = user("bob@tenant-a.example").build();
+        let no_mail = TestUser(&[("userPrincipalName", "bob@tenant-a.example")]);
         let err = Template::parse("rfc822").unwrap().render(&no_mail).unwrap_err();
         assert!(err.to_string().contains("has no mail"), "{err}");
     }
