@@ -1,7 +1,7 @@
-//! Domain types parsed once at the edge, so the rest of the code never re-checks them
-//! ("parse, don't validate"): directory object ids and certificateUserIds values, and the value types settings and
-//! the sync core share (which tenant, where certificates come from, the removal guard). Nothing here imports from the rest of the crate: configuration and the core
-//! both import downward, into this module.
+//! Domain types parsed once at the edge, so the rest of the code never re-checks them ("parse, don't validate"):
+//! directory object ids and certificateUserIds values, and the value types settings and the sync core share (which
+//! tenant, the attribute users are matched on, templates, where certificates come from, the removal guard).
+//! Nothing here imports from the rest of the crate: configuration and the core both import downward, into this module.
 
 mod attribute;
 mod certificate_source;

@@ -85,7 +85,7 @@ impl DirectoryUser {
 }
 
 /// How match keys and templates read a user (`crate::domain::Attribute`): the properties held by name, and any other
-/// selected one from [`UserAttributes::extensions`], where the reader puts every property it does not know.
+/// selected one from `UserAttributes::extensions`, where the reader puts every property it does not know.
 impl AttributeSource for DirectoryUser {
     fn property(&self, name: &str) -> Option<&str> {
         match name {
