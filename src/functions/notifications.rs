@@ -28,9 +28,9 @@ use serde_json::{Value, json};
 use super::envelope::{InvocationRequest, InvocationResponse, kind_of};
 use super::routes::AppState;
 use super::webhook::QueuedNotification;
-use crate::domain::GroupId;
+use crate::domain::{GroupId, Side};
 use crate::sync::subscriptions::LifecycleOutcome;
-use crate::sync::{ChangedGroup, RunOutcome, RunRequest, Side, Trigger};
+use crate::sync::{ChangedGroup, RunOutcome, RunRequest, Trigger};
 
 /// The binding name in `function-notifications/function.json`.
 pub const MESSAGE_BINDING: &str = "message";
@@ -169,10 +169,7 @@ pub async fn handle(
 }
 
 fn configured(state: &AppState, side: Side, group: &GroupId) -> bool {
-    state.sync.settings().sync.pairs.iter().any(|p| match side {
-        Side::TenantA => p.source_groups.contains(group),
-        Side::TenantB => p.target_groups.contains(group),
-    })
+    state.sync.settings().sync.pairs.iter().any(|p| p.groups(side).contains(group))
 }
 
 /// A transient failure: non-2xx so the host retries; the last attempt says where the message goes.

@@ -7,7 +7,7 @@ use serde::de;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
-use crate::domain::UserId;
+use crate::domain::{AttributeSource, UserId};
 
 /// The properties every read asks for. `authorizationInfo` only comes back when selected [group-list-members].
 pub const USER_SELECT: &[&str] = &[
@@ -81,6 +81,24 @@ impl DirectoryUser {
     /// The attributes, to set one (fixtures and tests).
     pub fn attributes_mut(&mut self) -> &mut UserAttributes {
         self.attributes.get_or_insert_default()
+    }
+}
+
+/// How match keys and templates read a user (`crate::domain::Attribute`): the properties held by name, and any other
+/// selected one from `UserAttributes::extensions`, where the reader puts every property it does not know.
+impl AttributeSource for DirectoryUser {
+    fn property(&self, name: &str) -> Option<&str> {
+        match name {
+            "userPrincipalName" => Some(&self.user_principal_name),
+            "mail" => self.mail(),
+            "employeeId" => self.employee_id(),
+            "onPremisesSamAccountName" => self.on_premises_sam_account_name(),
+            other => DirectoryUser::extension(self, other),
+        }
+    }
+
+    fn extension(&self, name: &str) -> Option<&str> {
+        DirectoryUser::extension(self, name)
     }
 }
 
@@ -555,6 +573,33 @@ mod tests {
         let Member::User(last) = &members[9] else { panic!("{:?}", members[9]) };
         assert_eq!(last.user_principal_name, "bé@contoso.com");
         assert!(last.certificate_user_ids.is_empty() && last.attributes.is_none(), "{last:?}");
+    }
+
+    #[test]
+    fn attributes_read_a_user_by_graph_property_and_extensions_only_among_the_others() {
+        use crate::domain::Attribute;
+        let user = DirectoryUser::from_graph_json(&json!({
+            "id": "6e7b768e-07e2-4810-8459-485f84f8f204",
+            "userPrincipalName": "Ada@contoso.com",
+            "mail": "ada@contoso.com",
+            "employeeId": "42",
+            "onPremisesSamAccountName": "ADA",
+            "department": "Research",
+            "extension_abc_badge": "B-1"
+        }))
+        .unwrap();
+        let read = |attribute: Attribute| attribute.read(&user);
+        assert_eq!(read(Attribute::Upn), Some("Ada@contoso.com"));
+        assert_eq!(read(Attribute::LocalPart), Some("Ada"));
+        assert_eq!(read(Attribute::Mail), Some("ada@contoso.com"));
+        assert_eq!(read(Attribute::EmployeeId), Some("42"));
+        assert_eq!(read(Attribute::SamAccountName), Some("ADA"));
+        assert_eq!(read(Attribute::Extension("extension_abc_badge".into())), Some("B-1"));
+        // A property without a field of its own is still there by its Graph name: a new attribute reads it as is.
+        assert_eq!(user.property("department"), Some("Research"));
+        // `extension:mail` has always read nothing: mail is held by name, not among the other properties.
+        assert_eq!(read(Attribute::Extension("mail".into())), None);
+        assert_eq!(user.property("mail"), Some("ada@contoso.com"));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use super::ledger::Ledger;
 use super::plan::{Conflict, Plan, Skip, UserChange, merge, owned_after};
 use super::report::{ChangeResult, ChangeStatus, ErrorDetail};
-use crate::domain::{MAX_VALUES_PER_USER, UserId};
+use crate::domain::{MAX_VALUES_PER_USER, Side, UserId};
 use crate::graph::{DirectoryUser, GraphClient, TARGET_SELECT};
 use crate::storage::{BlobStore, update_json};
 
@@ -225,7 +225,7 @@ async fn write_round(
             let Some(dropped) = change.add.pop() else { break };
             applied.skipped.push(Skip {
                 user: change.user.clone(),
-                side: super::matching::Side::TenantB,
+                side: Side::TenantB,
                 reason: format!("would exceed the limit of {MAX_VALUES_PER_USER} values after a concurrent edit; not added: {dropped}"),
             });
             after = merge(current, &change.add, &change.remove);

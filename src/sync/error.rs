@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use super::Side;
 use super::observe::ObserveError;
 use super::report::RunOutcome;
 use crate::domain::GroupId;
+use crate::domain::Side;
 use crate::graph::GraphError;
 use crate::storage::StorageError;
 

@@ -13,12 +13,12 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::error::RunError;
-use super::matching::{MatchKey, Side};
 use super::observe;
 use super::plan::{Observed, Plan};
 use super::tenants::Tenants;
 use crate::config::SyncSettings;
 use crate::domain::{GroupId, TenantId, UserId};
+use crate::domain::{MatchKey, Side};
 use crate::graph::GraphClient;
 use crate::storage::{BlobStore, StorageError, read_json, update_json};
 
@@ -263,10 +263,11 @@ pub async fn source_keys(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::RemovalThreshold;
+    use crate::domain::RemovalThreshold;
+    use crate::domain::Template;
     use crate::sync::plan::{ObservedPair, PlanSettings, plan};
     use crate::sync::testing::user;
-    use crate::sync::{Ledger, LedgerState, Template};
+    use crate::sync::{Ledger, LedgerState};
 
     fn observed(sources: Vec<crate::graph::DirectoryUser>, targets: Vec<crate::graph::DirectoryUser>) -> Observed {
         Observed {

@@ -19,90 +19,14 @@
 //! keep it — see `certificates::serial`), the thumbprint as 20 bytes.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fmt;
 
 use time::OffsetDateTime;
 
 use crate::certificates::{hex_upper, serial};
-use crate::domain::UserId;
+use crate::domain::{CertificateSource, KnownIssuer, SerialOrder, UserId};
 use crate::graph::{
     CertificateStateRecord, CloudCertificationAuthority, DirectoryUser, GraphClient, GraphError, LeafCertificateRecord,
 };
-
-/// Where a pair's certificates come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum CertificateSource {
-    CloudPki,
-    IntuneConnector,
-}
-
-impl CertificateSource {
-    pub const CHOICES: &'static str = "none, cloud-pki or intune-connector";
-
-    /// `None` for "none"; `Err` for anything unknown.
-    pub fn parse(text: &str) -> Result<Option<Self>, String> {
-        match text.trim() {
-            "" | "none" => Ok(None),
-            "cloud-pki" => Ok(Some(Self::CloudPki)),
-            "intune-connector" => Ok(Some(Self::IntuneConnector)),
-            other => Err(format!("unknown certificate source {other:?}; expected {}", Self::CHOICES)),
-        }
-    }
-}
-
-impl fmt::Display for CertificateSource {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::CloudPki => "cloud-pki",
-            Self::IntuneConnector => "intune-connector",
-        })
-    }
-}
-
-/// Byte order of the serial number in `X509:<I>…<SR>…` (the dispute in certificate-user-ids.md).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum SerialOrder {
-    /// Byte-reversed, as the Entra how-to stores certutil's serial (the documented form).
-    #[default]
-    Reversed,
-    /// As issued (big-endian), what `Get-EntraUserCertificateUserIdsFromCertificate` writes.
-    AsIssued,
-}
-
-impl SerialOrder {
-    pub const CHOICES: &'static str = "reversed (documented, default) or as-issued";
-
-    pub fn parse(text: &str) -> Option<Self> {
-        match text.trim() {
-            "reversed" => Some(Self::Reversed),
-            "as-issued" => Some(Self::AsIssued),
-            _ => None,
-        }
-    }
-}
-
-/// What `X509:<SHA1-PUKEY>` hashes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Sha1Reading {
-    /// SHA-1 of the whole certificate: the thumbprint (Entra PowerShell cmdlet, CBA deep dive; the default).
-    #[default]
-    Thumbprint,
-    /// SHA-1 of the public key (Samba/AD). Intune's records carry no public key, so no source can give it: the
-    /// setting is refused at start-up with that reason (the calculator shows both readings for a file).
-    PublicKey,
-}
-
-impl Sha1Reading {
-    pub const CHOICES: &'static str = "thumbprint (default) or public-key";
-
-    pub fn parse(text: &str) -> Option<Self> {
-        match text.trim() {
-            "thumbprint" => Some(Self::Thumbprint),
-            "public-key" => Some(Self::PublicKey),
-            _ => None,
-        }
-    }
-}
 
 /// One certificate Intune issued to a Tenant A user, ready to become values.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -202,53 +126,6 @@ impl Unusable {
             )
         })
     }
-}
-
-/// A CA the connector source may name: its encoded DN, and the RDN set its display name is matched on.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KnownIssuer {
-    pub dn: String,
-    key: Vec<String>,
-}
-
-impl KnownIssuer {
-    /// From the CA's certificate (PEM or DER).
-    pub fn from_certificate(bytes: &[u8]) -> Result<Self, crate::certificates::CertificateError> {
-        let dn = crate::certificates::subject_dn(bytes)?;
-        Ok(Self { key: rdn_key(&dn), dn })
-    }
-}
-
-/// A DN as a sorted set of `TYPE=value` (type upper-case, value lower-case, spaces around separators dropped): the
-/// same name whatever order or spacing a display string uses.
-fn rdn_key(dn: &str) -> Vec<String> {
-    let mut parts = Vec::new();
-    let mut current = String::new();
-    let mut escaped = false;
-    for c in dn.chars() {
-        match c {
-            _ if escaped => {
-                current.push(c);
-                escaped = false;
-            }
-            '\\' => {
-                current.push(c);
-                escaped = true;
-            }
-            ',' | '+' | ';' => parts.push(std::mem::take(&mut current)),
-            _ => current.push(c),
-        }
-    }
-    parts.push(current);
-    let mut key: Vec<String> = parts
-        .iter()
-        .filter_map(|part| {
-            let (kind, value) = part.split_once('=')?;
-            Some(format!("{}={}", kind.trim().to_uppercase(), value.trim().to_lowercase()))
-        })
-        .collect();
-    key.sort();
-    key
 }
 
 /// Hex as Graph may spell it (`0A 1B`, `0a:1b`, `0A1B`) to bytes.
@@ -352,8 +229,7 @@ pub fn from_connector(states: &[CertificateStateRecord], issuers: &[KnownIssuer]
         );
         let built = (|| {
             let display = state.certificate_issuer_name.as_deref().unwrap_or_default();
-            let key = rdn_key(display);
-            let issuer = issuers.iter().find(|issuer| issuer.key == key).ok_or_else(|| {
+            let issuer = KnownIssuer::named(issuers, display).ok_or_else(|| {
                 format!("its issuer {display:?} is none of the CA certificates in CERTIFICATE_ISSUER_CERTIFICATES")
             })?;
             let serial = serial_octets(state.certificate_serial_number.as_deref().unwrap_or_default())?;
@@ -504,8 +380,7 @@ mod tests {
 
     #[test]
     fn connector_issuer_names_match_whatever_their_order_and_spacing() {
-        let issuer = KnownIssuer { dn: "DC=com,DC=contoso,CN=Contoso Issuing CA".into(), key: Vec::new() };
-        let issuer = KnownIssuer { key: rdn_key(&issuer.dn), ..issuer };
+        let issuer = KnownIssuer::from_dn("DC=com,DC=contoso,CN=Contoso Issuing CA".into());
         let state = |name: &str, revoke: &str| CertificateStateRecord {
             certificate_serial_number: Some("0a".into()),
             certificate_thumbprint: Some("0102030405060708090a0b0c0d0e0f1011121314".into()),

@@ -5,64 +5,11 @@
 //! written. Keys compare case-insensitively after trimming, as Entra compares UPNs and mail addresses.
 
 use std::borrow::Cow;
-use std::fmt;
 
 use serde::Serialize;
 
-use super::template::Attribute;
-use crate::domain::UserId;
+use crate::domain::{MatchKey, Side, UserId};
 use crate::graph::DirectoryUser;
-
-/// The attribute both sides are matched on.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MatchKey(Attribute);
-
-impl MatchKey {
-    pub const CHOICES: &'static str =
-        "upn-local-part, upn, mail, employee-id, sam-account-name, or extension:<property name>";
-
-    pub fn parse(text: &str) -> Option<Self> {
-        let attribute = match text.trim() {
-            "upn-local-part" => Attribute::LocalPart,
-            "upn" => Attribute::Upn,
-            "mail" => Attribute::Mail,
-            "employee-id" => Attribute::EmployeeId,
-            "sam-account-name" => Attribute::SamAccountName,
-            other => match other.strip_prefix("extension:") {
-                Some(name) if !name.trim().is_empty() => Attribute::Extension(name.trim().to_owned()),
-                _ => return None,
-            },
-        };
-        Some(Self(attribute))
-    }
-
-    pub fn attribute(&self) -> &Attribute {
-        &self.0
-    }
-
-    /// The normalised key of a user, or `None` when the user lacks the attribute.
-    pub fn key_of(&self, user: &DirectoryUser) -> Option<String> {
-        self.borrowed_key_of(user).map(Cow::into_owned)
-    }
-
-    /// [`Self::key_of`], borrowed from the user when it is already in lower case (most UPNs): matching keys every
-    /// member of both tenants at once.
-    fn borrowed_key_of<'a>(&self, user: &'a DirectoryUser) -> Option<Cow<'a, str>> {
-        self.0.read(user).map(|value| {
-            if value.bytes().any(|b| !b.is_ascii() || b.is_ascii_uppercase()) {
-                Cow::Owned(value.to_lowercase())
-            } else {
-                Cow::Borrowed(value)
-            }
-        })
-    }
-}
-
-impl fmt::Display for MatchKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
 
 /// A user as the report shows it: `{"id", "userPrincipalName"}` (docs/run-report.md).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -76,14 +23,6 @@ impl From<&DirectoryUser> for UserRef {
     fn from(user: &DirectoryUser) -> Self {
         Self { id: user.id.clone(), user_principal_name: user.user_principal_name.clone() }
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-pub enum Side {
-    #[serde(rename = "tenantA")]
-    TenantA,
-    #[serde(rename = "tenantB")]
-    TenantB,
 }
 
 /// A key held by more than one user on one side: none of the users with that key (on either side) is written.
@@ -224,12 +163,5 @@ mod tests {
         let m = match_users(&MatchKey::parse("mail").unwrap(), &a, &b);
         assert_eq!(m.without_key.len(), 1);
         assert_eq!(m.only_in_b.len(), 1);
-    }
-
-    #[test]
-    fn unknown_keys_are_rejected() {
-        assert!(MatchKey::parse("displayName").is_none());
-        assert!(MatchKey::parse("extension:").is_none());
-        assert!(MatchKey::parse("extension:extension_abc_badge").is_some());
     }
 }

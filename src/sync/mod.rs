@@ -17,7 +17,6 @@ pub mod plan;
 pub mod reconciler;
 pub mod report;
 pub mod subscriptions;
-pub mod template;
 pub mod tenants;
 #[cfg(test)]
 pub(crate) mod testing;
@@ -32,15 +31,14 @@ use tracing::Instrument;
 pub use error::RunError;
 pub use incremental::{ChangedGroup, Scope, ScopeReport};
 pub use ledger::{Ledger, LedgerState};
-pub use matching::{MatchKey, Side};
 pub use plan::{Observed, Plan, PlanSettings, merge, plan};
 pub use reconciler::{Applied, PlanSummary, Reconciled, Reconciler, RunRequest};
 pub use report::{ChangeStatus, RunOutcome, RunReport, Trigger};
 pub use subscriptions::{LifecycleOutcome, SubscriptionEntry, SubscriptionKeeper, SubscriptionsOutcome};
-pub use template::{PRESETS, Template};
 pub use tenants::{SetupError, Tenants};
 
 use crate::config::Settings;
+use crate::domain::Side;
 use crate::graph::GraphMetrics;
 use crate::storage::{
     LazyStores, RetryPolicy, StorageError, Stores, UploadOutcome, WriteBody, print_run_log, upload_run_log,

@@ -12,19 +12,18 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use futures::future::try_join_all;
 
-use super::issued::{self, CertificateSource, IssuedCertificates, IssuedError};
+use super::issued::{self, IssuedCertificates, IssuedError};
 use super::ledger::LedgerState;
 use super::plan::{Observed, ObservedPair};
-use super::template::Attribute;
 use crate::config::SyncSettings;
-use crate::domain::{GroupId, UserId};
+use crate::domain::{Attribute, CertificateSource, GroupId, Side, UserId};
 use crate::graph::{DirectoryUser, GraphClient, GraphError, GroupMembers, MembershipScope, TARGET_SELECT};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ObserveError {
-    #[error("reading the members of Tenant {side} group {group} failed, so nothing was written: {source}")]
+    #[error("reading the members of {side} group {group} failed, so nothing was written: {source}")]
     Members {
-        side: char,
+        side: Side,
         group: GroupId,
         #[source]
         source: GraphError,
@@ -62,7 +61,7 @@ pub fn selects(settings: &SyncSettings) -> (Vec<String>, Vec<String>) {
 
 async fn read_groups(
     client: &GraphClient,
-    side: char,
+    side: Side,
     groups: &BTreeSet<&GroupId>,
     scope: MembershipScope,
     select: &[String],
@@ -149,8 +148,8 @@ pub async fn observe_scoped(
     let source_groups: BTreeSet<&GroupId> = settings.pairs.iter().flat_map(|p| &p.source_groups).collect();
     let target_groups: BTreeSet<&GroupId> = settings.pairs.iter().flat_map(|p| &p.target_groups).collect();
     let (mut source_members, mut target_members, issued) = futures::try_join!(
-        read_groups(source, 'A', &source_groups, scope, &source_select),
-        read_groups(target, 'B', &target_groups, scope, &target_select),
+        read_groups(source, Side::TenantA, &source_groups, scope, &source_select),
+        read_groups(target, Side::TenantB, &target_groups, scope, &target_select),
         read_certificates(settings, source),
     )?;
 

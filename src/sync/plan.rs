@@ -8,12 +8,13 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use super::issued::{CertificateSource, IssuedCertificate, IssuedCertificates, SerialOrder};
+use super::issued::{IssuedCertificate, IssuedCertificates};
 use super::ledger::{Ledger, LedgerEdits, LedgerState};
-use super::matching::{Ambiguity, MatchKey, Side, UserRef, match_users};
-use super::template::{CertificateFields, Template};
-use crate::config::RemovalThreshold;
-use crate::domain::{MAX_VALUES_PER_USER, UserId};
+use super::matching::{Ambiguity, UserRef, match_users};
+use crate::domain::{
+    CertificateFields, CertificateSource, MAX_VALUES_PER_USER, MatchKey, RemovalThreshold, SerialOrder, Side, Template,
+    UserId,
+};
 use crate::graph::DirectoryUser;
 
 /// One pair's members as read from Graph.

@@ -22,10 +22,10 @@ use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use super::matching::Side;
 use super::tenants::Tenants;
 use crate::config::Settings;
 use crate::domain::GroupId;
+use crate::domain::Side;
 use crate::domain::TenantId;
 use crate::graph::{GraphClient, GraphError, NewSubscription, Subscription};
 use crate::storage::{StorageError, Stores, read_json, update_json};
@@ -107,15 +107,7 @@ impl fmt::Display for SubscriptionsOutcome {
         writeln!(f, "{:<10} {:<38} {:<38} {:<22} last action", "tenant", "group", "subscription", "expires (UTC)")?;
         for (side, entry) in &self.records {
             let expires = entry.expiration.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
-            writeln!(
-                f,
-                "{:<10} {:<38} {:<38} {:<22} {:?}",
-                side_name(*side),
-                entry.group,
-                entry.id,
-                expires,
-                entry.last_action
-            )?;
+            writeln!(f, "{:<10} {:<38} {:<38} {:<22} {:?}", side, entry.group, entry.id, expires, entry.last_action)?;
         }
         for action in &self.actions {
             writeln!(f, "done: {action}")?;
@@ -124,13 +116,6 @@ impl fmt::Display for SubscriptionsOutcome {
             writeln!(f, "PROBLEM: {problem}")?;
         }
         Ok(())
-    }
-}
-
-fn side_name(side: Side) -> &'static str {
-    match side {
-        Side::TenantA => "Tenant A",
-        Side::TenantB => "Tenant B",
     }
 }
 
@@ -198,16 +183,7 @@ impl SubscriptionKeeper {
 
     /// The configured groups of one side, each once.
     fn groups_of(&self, side: Side) -> BTreeSet<GroupId> {
-        self.settings
-            .sync
-            .pairs
-            .iter()
-            .flat_map(|p| match side {
-                Side::TenantA => &p.source_groups,
-                Side::TenantB => &p.target_groups,
-            })
-            .cloned()
-            .collect()
+        self.settings.sync.pairs.iter().flat_map(|p| p.groups(side)).cloned().collect()
     }
 
     /// Creates, adopts, renews or recreates the subscription of every configured group in both tenants, and deletes
@@ -237,7 +213,7 @@ impl SubscriptionKeeper {
         let book = match read_json::<SubscriptionBook>(stores.state.as_ref(), &blob).await {
             Ok(found) => found.map(|(book, _)| book).unwrap_or_default(),
             Err(error) => {
-                outcome.problems.push(format!("{}: the subscription records cannot be read: {error}", side_name(side)));
+                outcome.problems.push(format!("{side}: the subscription records cannot be read: {error}"));
                 return;
             }
         };
@@ -262,15 +238,13 @@ impl SubscriptionKeeper {
                 Ok(()) => {
                     outcome.actions.push(format!(
                         "deleted {} subscription {} of group {group}, which is no longer configured",
-                        side_name(side),
-                        entry.id
+                        side, entry.id
                     ));
                     updates.insert(group.clone(), None);
                 }
                 Err(error) => outcome.problems.push(self.scrub(&format!(
                     "{}: the subscription {} of unconfigured group {group} could not be deleted: {error}",
-                    side_name(side),
-                    entry.id
+                    side, entry.id
                 ))),
             }
         }
@@ -281,7 +255,7 @@ impl SubscriptionKeeper {
             Ok(book) => outcome.records.extend(book.subscriptions.into_values().map(|e| (side, e))),
             Err(error) => outcome.problems.push(format!(
                 "{}: the subscription records could not be written ({error}); the next run adopts what was created",
-                side_name(side)
+                side
             )),
         }
     }
@@ -319,7 +293,7 @@ impl SubscriptionKeeper {
         let live = client
             .get_subscription(&entry.id)
             .await
-            .map_err(|error| format!("{}: reading subscription {} failed: {error}", side_name(side), entry.id))?;
+            .map_err(|error| format!("{}: reading subscription {} failed: {error}", side, entry.id))?;
         let now = client.graph_now();
         match decide(entry, live.as_ref(), ours, now) {
             Next::Keep => {
@@ -332,7 +306,7 @@ impl SubscriptionKeeper {
             Next::RenewLater => {
                 outcome.actions.push(format!(
                     "{} subscription {} is due for renewal but was reauthorized less than 10 minutes ago; the next run renews it",
-                    side_name(side),
+                    side,
                     entry.id
                 ));
                 Ok(Some(entry.clone()))
@@ -341,7 +315,7 @@ impl SubscriptionKeeper {
                 Ok(renewed) => {
                     outcome.actions.push(format!(
                         "renewed {} subscription {} of group {} until {}",
-                        side_name(side),
+                        side,
                         entry.id,
                         entry.group,
                         rfc3339(renewed.expiration_date_time)
@@ -356,7 +330,7 @@ impl SubscriptionKeeper {
                 Err(error) if error.status() == Some(404) => {
                     self.recreate(client, side, entry, "Graph no longer knew it at renewal", outcome).await
                 }
-                Err(error) => Err(format!("{}: renewing subscription {} failed: {error}", side_name(side), entry.id)),
+                Err(error) => Err(format!("{}: renewing subscription {} failed: {error}", side, entry.id)),
             },
             Next::Recreate => {
                 let why =
@@ -376,12 +350,9 @@ impl SubscriptionKeeper {
     ) -> Result<Option<SubscriptionEntry>, String> {
         // Best effort: a subscription to another URL must go before the new one (same resource → 409 otherwise).
         let _ = client.delete_subscription(&entry.id).await;
-        outcome.actions.push(format!(
-            "{} subscription {} of group {}: {why}; creating a new one",
-            side_name(side),
-            entry.id,
-            entry.group
-        ));
+        outcome
+            .actions
+            .push(format!("{} subscription {} of group {}: {why}; creating a new one", side, entry.id, entry.group));
         self.create_or_adopt(client, side, &entry.group, outcome).await
     }
 
@@ -400,7 +371,7 @@ impl SubscriptionKeeper {
             Ok(subscription) => {
                 outcome.actions.push(format!(
                     "created {} subscription {} on group {group} until {}",
-                    side_name(side),
+                    side,
                     subscription.id,
                     rfc3339(subscription.expiration_date_time)
                 ));
@@ -409,41 +380,40 @@ impl SubscriptionKeeper {
             Err(error) => error,
         };
         if error.status() != Some(409) {
-            return Err(format!("{}: creating the subscription on group {group} failed: {error}", side_name(side)));
+            return Err(format!("{side}: creating the subscription on group {group} failed: {error}"));
         }
         let existing = client
             .list_subscriptions()
             .await
-            .map_err(|e| format!("{}: listing subscriptions after a 409 failed: {e}", side_name(side)))?
+            .map_err(|e| format!("{side}: listing subscriptions after a 409 failed: {e}"))?
             .into_iter()
             .find(|s| s.watches(&resource, CHANGE_TYPE))
             .ok_or_else(|| {
                 format!(
                     "{}: Graph answered 409 for group {group} but lists no such subscription; retrying next run",
-                    side_name(side)
+                    side
                 )
             })?;
         let entry = self.entry(client, group, &resource, &existing, Action::Adopted);
         outcome.actions.push(format!(
             "adopted the existing {} subscription {} on group {group} (Graph answered 409 Conflict to create)",
-            side_name(side),
-            existing.id
+            side, existing.id
         ));
         match decide(&entry, Some(&existing), self.notification_url(), client.graph_now()) {
             Next::Keep | Next::RenewLater => Ok(Some(entry)),
             Next::Renew => Box::pin(self.maintain(client, side, &entry, outcome)).await,
             Next::Recreate => {
                 client.delete_subscription(&existing.id).await.map_err(|e| {
-                    format!("{}: replacing subscription {} (another URL) failed: {e}", side_name(side), existing.id)
+                    format!("{}: replacing subscription {} (another URL) failed: {e}", side, existing.id)
                 })?;
                 outcome.actions.push(format!(
                     "deleted {} subscription {}: it delivered to another notification URL",
-                    side_name(side),
-                    existing.id
+                    side, existing.id
                 ));
-                let subscription = self.create(client, &resource).await.map_err(|e| {
-                    format!("{}: creating the subscription on group {group} failed: {e}", side_name(side))
-                })?;
+                let subscription = self
+                    .create(client, &resource)
+                    .await
+                    .map_err(|e| format!("{side}: creating the subscription on group {group} failed: {e}"))?;
                 Ok(Some(self.entry(client, group, &resource, &subscription, Action::Created)))
             }
         }

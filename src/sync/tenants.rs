@@ -1,15 +1,15 @@
 //! The Graph client of each tenant, by side: wired once from the settings ([`crate::app`]) and shared by the
 //! reconciler and the subscription keeper.
 
-use super::Side;
 use crate::config::Settings;
+use crate::domain::Side;
 use crate::graph::{GraphClient, GraphError, GraphMetrics, GraphOptions};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
-    #[error("cannot set up the Microsoft Graph client for Tenant {side}: {source}")]
+    #[error("cannot set up the Microsoft Graph client for {side}: {source}")]
     Graph {
-        side: char,
+        side: Side,
         #[source]
         source: GraphError,
     },
@@ -34,14 +34,14 @@ impl Tenants {
             &settings.cloud,
             options.clone(),
         )
-        .map_err(|source| SetupError::Graph { side: 'A', source })?;
+        .map_err(|source| SetupError::Graph { side: Side::TenantA, source })?;
         let target = GraphClient::connect(
             settings.tenant_b.tenant_id.clone(),
             &settings.tenant_b.credential,
             &settings.cloud,
             options,
         )
-        .map_err(|source| SetupError::Graph { side: 'B', source })?;
+        .map_err(|source| SetupError::Graph { side: Side::TenantB, source })?;
         Ok(Self { source, target })
     }
 

@@ -529,8 +529,8 @@ prop_compose! {
             u
         }).collect();
         let mut ledger = Ledger::new();
-        for i in 0..6 {
-            ledger.set(target_id(i), owned[i].iter().map(|v| VALUES[*v].to_owned()).collect());
+        for (i, values) in owned.iter().enumerate() {
+            ledger.set(target_id(i), values.iter().map(|v| VALUES[*v].to_owned()).collect());
         }
         let in_some_group: BTreeSet<usize> = pairs.iter().flat_map(|(_, in_b)| in_b.iter().copied()).collect();
         Observed {

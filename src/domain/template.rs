@@ -3,16 +3,15 @@
 //! A template is a documented value pattern with placeholders for the **source (Tenant A) user's** attributes, because
 //! the certificate is issued by Tenant A's Intune to that user: `{upn}`, `{localpart}` (the UPN before `@`, what Intune's
 //! `{{UserName}}` puts in a SCEP subject), `{mail}`, `{employeeId}`, `{samAccountName}`, `{ext:<property>}`.
-//! A template may also use the certificates Intune issued to that user (a pair with a certificate source, see
-//! [`super::issued`]): `{issuer}` (the issuing CA's DN), `{serial}` (in the configured byte order) and
+//! A template may also use the certificates Intune issued to that user (a pair with a [`super::CertificateSource`],
+//! read by the core's `sync/issued.rs`): `{issuer}` (the issuing CA's DN), `{serial}` (in the configured byte order) and
 //! `{sha1PublicKey}` (the thumbprint). Such a template gives one value per usable certificate.
 //! Templates are checked at start-up against the seven patterns of
 //! concept-certificate-based-authentication-certificateuserids, so a typo fails the deployment, not a user.
 
 use std::fmt;
 
-use crate::domain::{Binding, CertificateUserId, CertificateUserIdError};
-use crate::graph::DirectoryUser;
+use super::{Attribute, AttributeSource, Binding, CertificateUserId, CertificateUserIdError};
 
 /// A named, documented choice of templates (see README "Choosing the certificateUserIds mapping").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,55 +93,6 @@ pub struct CertificateFields<'a> {
     pub sha1_public_key: &'a str,
 }
 
-/// A source-user attribute a template (or the matching key) can read.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Attribute {
-    Upn,
-    LocalPart,
-    Mail,
-    EmployeeId,
-    SamAccountName,
-    Extension(String),
-}
-
-impl Attribute {
-    pub fn read<'a>(&self, user: &'a DirectoryUser) -> Option<&'a str> {
-        let value = match self {
-            Self::Upn => Some(user.user_principal_name.as_str()),
-            Self::LocalPart => user.user_principal_name.split('@').next(),
-            Self::Mail => user.mail(),
-            Self::EmployeeId => user.employee_id(),
-            Self::SamAccountName => user.on_premises_sam_account_name(),
-            Self::Extension(name) => user.extension(name),
-        };
-        value.map(str::trim).filter(|v| !v.is_empty())
-    }
-
-    /// The Graph property to `$select` to be able to read this attribute.
-    pub fn graph_property(&self) -> &str {
-        match self {
-            Self::Upn | Self::LocalPart => "userPrincipalName",
-            Self::Mail => "mail",
-            Self::EmployeeId => "employeeId",
-            Self::SamAccountName => "onPremisesSamAccountName",
-            Self::Extension(name) => name,
-        }
-    }
-}
-
-impl fmt::Display for Attribute {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Upn => f.write_str("userPrincipalName"),
-            Self::LocalPart => f.write_str("userPrincipalName (part before @)"),
-            Self::Mail => f.write_str("mail"),
-            Self::EmployeeId => f.write_str("employeeId"),
-            Self::SamAccountName => f.write_str("onPremisesSamAccountName"),
-            Self::Extension(name) => f.write_str(name),
-        }
-    }
-}
-
 /// One parsed template.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Template {
@@ -177,32 +127,15 @@ impl Template {
             let after = &rest[open + 1..];
             let close = after.find('}').ok_or_else(|| TemplateError::Unclosed { template: text.to_owned() })?;
             let name = &after[..close];
-            let attribute = match name {
-                "issuer" | "serial" | "sha1PublicKey" => {
-                    parts.push(Part::Certificate(match name {
-                        "issuer" => CertificateField::Issuer,
-                        "serial" => CertificateField::Serial,
-                        _ => CertificateField::Sha1PublicKey,
-                    }));
-                    rest = &after[close + 1..];
-                    continue;
-                }
-                "upn" => Attribute::Upn,
-                "localpart" | "username" => Attribute::LocalPart,
-                "mail" => Attribute::Mail,
-                "employeeId" => Attribute::EmployeeId,
-                "samAccountName" => Attribute::SamAccountName,
-                other => match other.strip_prefix("ext:") {
-                    Some(property) if !property.is_empty() => Attribute::Extension(property.to_owned()),
-                    _ => {
-                        return Err(TemplateError::UnknownPlaceholder {
-                            template: text.to_owned(),
-                            name: other.to_owned(),
-                        });
-                    }
-                },
+            let part = match name {
+                "issuer" => Part::Certificate(CertificateField::Issuer),
+                "serial" => Part::Certificate(CertificateField::Serial),
+                "sha1PublicKey" => Part::Certificate(CertificateField::Sha1PublicKey),
+                other => Part::Attribute(Attribute::from_placeholder(other).ok_or_else(|| {
+                    TemplateError::UnknownPlaceholder { template: text.to_owned(), name: other.to_owned() }
+                })?),
             };
-            parts.push(Part::Attribute(attribute));
+            parts.push(part);
             rest = &after[close + 1..];
         }
         if !rest.is_empty() {
@@ -212,12 +145,7 @@ impl Template {
         // Check the pattern with a plausible sample for every placeholder, so `X509:<SKI>{upn}` or a
         // lower-case prefix fails at start-up rather than on every user.
         let sample = template.render_with(
-            |attribute| {
-                Some(match attribute {
-                    Attribute::Upn | Attribute::Mail => "sample@contoso.com",
-                    _ => "sample",
-                })
-            },
+            |attribute| Some(attribute.sample()),
             Some(CertificateFields {
                 issuer: "CN=Sample CA",
                 serial: "0a1b",
@@ -257,14 +185,14 @@ impl Template {
     }
 
     /// The value for `user`. A per-certificate template needs [`Self::render_for_certificate`].
-    pub fn render(&self, user: &DirectoryUser) -> Result<CertificateUserId, RenderError> {
+    pub fn render<U: AttributeSource + ?Sized>(&self, user: &U) -> Result<CertificateUserId, RenderError> {
         self.render_with(|attribute| attribute.read(user), None)
     }
 
     /// The value for one certificate issued to `user`.
-    pub fn render_for_certificate(
+    pub fn render_for_certificate<U: AttributeSource + ?Sized>(
         &self,
-        user: &DirectoryUser,
+        user: &U,
         certificate: CertificateFields<'_>,
     ) -> Result<CertificateUserId, RenderError> {
         self.render_with(|attribute| attribute.read(user), Some(certificate))
@@ -309,7 +237,7 @@ impl fmt::Display for Template {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sync::testing::user;
+    use crate::domain::attribute::TestUser;
 
     #[test]
     fn presets_expand_to_their_documented_templates() {
@@ -322,7 +250,7 @@ mod tests {
 
     #[test]
     fn renders_from_the_source_users_attributes() {
-        let alice = user("Alice.Smith@tenant-a.example").mail("alice@contoso.com").build();
+        let alice = TestUser(&[("userPrincipalName", "Alice.Smith@tenant-a.example"), ("mail", "alice@contoso.com")]);
         let render = |t: &str| Template::parse(t).unwrap().render(&alice).unwrap().to_string();
         assert_eq!(render("runbook"), "X509:<PN>CN=Alice.Smith");
         assert_eq!(render("principal-name"), "X509:<PN>Alice.Smith@tenant-a.example");
@@ -331,9 +259,18 @@ mod tests {
 
     #[test]
     fn a_missing_attribute_is_a_reason_not_an_empty_value() {
-        let no_mail = user("bob@tenant-a.example").build();
+        let no_mail = TestUser(&[("userPrincipalName", "bob@tenant-a.example")]);
         let err = Template::parse("rfc822").unwrap().render(&no_mail).unwrap_err();
         assert!(err.to_string().contains("has no mail"), "{err}");
+    }
+
+    #[test]
+    fn an_unknown_placeholder_lists_every_documented_one() {
+        let err = Template::parse("X509:<PN>{nickname}").unwrap_err().to_string();
+        for attribute in Attribute::NAMED {
+            assert!(err.contains(&format!("{{{}}}", attribute.placeholders()[0])), "{attribute:?}: {err}");
+        }
+        assert!(err.contains("{ext:<property>}"), "{err}");
     }
 
     #[test]

@@ -1,0 +1,16 @@
+//! The guard against an accidental mass removal: a value type of the settings (`REMOVAL_THRESHOLD_*`) that the
+//! planner applies.
+
+/// Guard against an accidental mass removal, like Entra Connect's accidental-delete prevention.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RemovalThreshold {
+    /// More users losing values than this in one run holds removals back.
+    pub max_users: usize,
+    /// More than this share (0–100) of the users holding our values losing them holds removals back
+    /// (only counted from `MIN_USERS_FOR_SHARE` removals on, so a small pilot group is not blocked).
+    pub max_percent: f64,
+}
+
+impl RemovalThreshold {
+    pub const MIN_USERS_FOR_SHARE: usize = 10;
+}
