@@ -29,7 +29,16 @@ pub(super) fn read_tenant(r: &mut Reader<'_>, side: Side) -> Option<TenantSettin
         }
     };
     let tenant_value = r.required(id, "the tenant's directory (tenant) id, a GUID");
-    let tenant_id = r.parsed(id, tenant_value, |v| TenantId::parse(v).map_err(|e| e.to_string()));
+    // The GUID, never a domain: the ledger, the lease, the delta cursors and the subscription records are named by
+    // it, so `contoso.onmicrosoft.com` and the GUID of the same tenant would keep two ledgers and two leases (issue 18).
+    let tenant_id = r.parsed(id, tenant_value, |v| match TenantId::parse(v) {
+        Ok(tenant) if tenant.is_guid() => Ok(tenant),
+        Ok(_) => Err(format!(
+            "{v:?} is a domain name; use the tenant's ID, a GUID (Microsoft Entra admin center, Overview, Tenant ID): \
+             certsync names its ledger and lease after it, so another spelling of the same tenant would start afresh"
+        )),
+        Err(error) => Err(error.to_string()),
+    });
     let default_kind = match side {
         Side::TenantA => "managed-identity",
         Side::TenantB => "client-secret",

@@ -144,6 +144,11 @@ impl TenantId {
         }
     }
 
+    /// Whether this is the tenant's GUID rather than one of its domain names.
+    pub fn is_guid(&self) -> bool {
+        parse_guid("tenant id", &self.0).is_ok()
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -122,11 +122,11 @@ fn settings_under_test() -> Vec<(&'static str, Vec<&'static str>)> {
             "TENANT_A_ID",
             vec![
                 "11111111-1111-1111-1111-111111111111",
-                " contoso.onmicrosoft.com ",
+                " 11111111-1111-1111-1111-11111111111a ",
                 "AAAAAAAA-1111-1111-1111-111111111111",
             ],
         ),
-        ("TENANT_B_ID", vec!["22222222-2222-2222-2222-222222222222", "fabrikam.com"]),
+        ("TENANT_B_ID", vec!["22222222-2222-2222-2222-222222222222", "22222222-2222-2222-2222-22222222222B"]),
         ("TENANT_A_CREDENTIAL", vec!["client-secret", "managed-identity", "developer-tools"]),
         ("TENANT_B_CREDENTIAL", vec!["client-secret", "managed-identity", "federated-managed-identity"]),
         ("TENANT_B_CLIENT_SECRET", vec!["s3cr3t", "~!@#$%^&*()_+"]),
