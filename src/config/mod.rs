@@ -216,11 +216,27 @@ impl<'a> Reader<'a> {
         let value = self.optional(name);
         self.parsed(name, value, |v| {
             let url = Url::parse(v).map_err(|e| format!("must be an absolute URL ({e}), not {v:?}"))?;
-            if url.scheme() != "https" && url.scheme() != "http" {
-                return Err(format!("must be an http(s) URL, not {v:?}"));
+            match url.scheme() {
+                "https" => Ok(url),
+                // Plain http carries the bearer token in clear: only to this machine (an emulator, Azurite).
+                "http" if is_loopback(&url) => Ok(url),
+                "http" => Err(format!(
+                    "must be an https URL: http would send the access token in clear (http is allowed only to \
+                     localhost or a loopback address), not {v:?}"
+                )),
+                _ => Err(format!("must be an https URL, not {v:?}")),
             }
-            Ok(url)
         })
+    }
+}
+
+/// `localhost` or a loopback address (127.0.0.0/8, ::1).
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
     }
 }
 
