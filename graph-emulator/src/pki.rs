@@ -27,6 +27,13 @@ pub(crate) struct Authority {
     pub issuer: CertifiedIssuer<'static, KeyPair>,
 }
 
+impl Authority {
+    /// The SHA-1 of its certificate's DER, upper-case hex, as the CA record gives it.
+    pub(crate) fn thumbprint(&self) -> String {
+        hex_upper(&Sha1::digest(self.issuer.der()))
+    }
+}
+
 /// A leaf certificate a CA issued.
 #[derive(Debug, Clone)]
 pub(crate) struct Leaf {

@@ -125,6 +125,13 @@ pub(crate) fn subject_dn(bytes: &[u8]) -> Result<String, CertificateError> {
     Ok(dn::render(cert.subject()).text)
 }
 
+/// The SHA-1 thumbprint of a certificate (PEM or DER): the hash of its DER, as Windows and Graph show it.
+pub(crate) fn thumbprint(bytes: &[u8]) -> Result<[u8; 20], CertificateError> {
+    let decoded = input::decode(bytes)?;
+    let (_, cert) = parse_der(&decoded.der)?;
+    Ok(Sha1::digest(cert.as_raw()).into())
+}
+
 fn parse_der(der: &[u8]) -> Result<(&[u8], X509Certificate<'_>), CertificateError> {
     match X509Certificate::from_der(der) {
         Ok(parsed) => Ok(parsed),

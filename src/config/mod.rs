@@ -219,7 +219,7 @@ impl<'a> Reader<'a> {
             match url.scheme() {
                 "https" => Ok(url),
                 // Plain http carries the bearer token in clear: only to this machine (an emulator, Azurite).
-                "http" if is_loopback(&url) => Ok(url),
+                "http" if crate::graph::is_loopback(&url) => Ok(url),
                 "http" => Err(format!(
                     "must be an https URL: http would send the access token in clear (http is allowed only to \
                      localhost or a loopback address), not {v:?}"
@@ -227,16 +227,6 @@ impl<'a> Reader<'a> {
                 _ => Err(format!("must be an https URL, not {v:?}")),
             }
         })
-    }
-}
-
-/// `localhost` or a loopback address (127.0.0.0/8, ::1).
-fn is_loopback(url: &Url) -> bool {
-    match url.host() {
-        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
     }
 }
 

@@ -93,6 +93,13 @@ impl KnownIssuer {
         Self { key: rdn_key(&dn), dn }
     }
 
+    /// Whether every RDN of `name` (any order and spacing) is one of this CA's: a CA record's `subjectName` may give
+    /// the whole DN or only part of it (undocumented), and must not name anything the certificate does not.
+    pub fn has_every_part_of(&self, name: &str) -> bool {
+        let parts = rdn_key(name);
+        !parts.is_empty() && parts.iter().all(|part| self.key.contains(part))
+    }
+
     /// The CA of `issuers` an issuer name as Intune displays it (undocumented order and spacing) names.
     pub fn named<'a>(issuers: &'a [Self], display: &str) -> Option<&'a Self> {
         let key = rdn_key(display);

@@ -37,6 +37,9 @@ pub struct CloudCertificationAuthority {
     pub display_name: Option<String>,
     #[serde(default)]
     pub subject_name: Option<String>,
+    /// SHA-1 of the CA's certificate, hex: what the downloaded certificate must hash to.
+    #[serde(default)]
+    pub thumbprint: Option<String>,
     /// Where the CA's own certificate is published (a public URL, not Graph: fetched without a token).
     #[serde(default)]
     pub certificate_download_url: Option<String>,
@@ -130,10 +133,12 @@ impl GraphClient {
     #[tracing::instrument(skip_all, fields(url = %url))]
     pub async fn download_ca_certificate(&self, url: &str) -> Result<Vec<u8>, GraphError> {
         let op = operation::DOWNLOAD_CA_CERTIFICATE;
+        // Whoever answers this URL chooses the issuer in every `X509:<I>…<SR>…` value: https only (http to this
+        // machine, for the emulator), and the caller checks the certificate against its CA record.
         let parsed = Url::parse(url)
             .ok()
-            .filter(|u| matches!(u.scheme(), "https" | "http"))
-            .ok_or_else(|| GraphError::Decode { operation: op, detail: format!("{url:?} is not an http(s) URL") })?;
+            .filter(|u| u.scheme() == "https" || (u.scheme() == "http" && super::is_loopback(u)))
+            .ok_or_else(|| GraphError::Decode { operation: op, detail: format!("{url:?} is not an https URL") })?;
         let request = GraphRequest { method: Method::GET, url: parsed, body: None, eventual: false };
         let response = self.execute(op, &request).await?;
         if response.body.len() > MAX_CA_CERTIFICATE_BYTES {

@@ -29,3 +29,14 @@ pub use intune_beta::{CertificateStateRecord, CloudCertificationAuthority, LeafC
 pub use metrics::GraphMetrics;
 pub use subscriptions::{NewSubscription, Subscription};
 pub use users::{DirectoryUser, GroupMembers, MembershipScope, TARGET_SELECT, USER_SELECT};
+
+/// `localhost` or a loopback address (127.0.0.0/8, ::1): the only hosts a token or a CA certificate may travel to
+/// over plain http (an emulator or Azurite on this machine).
+pub fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}

@@ -215,13 +215,22 @@ pub fn from_connector(states: &[CertificateStateRecord], issuers: &[KnownIssuer]
     let mut issued = IssuedCertificates::default();
     let mut unusable = Unusable::default();
     let mut skipped_revoked = 0;
+    let mut without_status = 0;
     for (index, state) in states.iter().enumerate() {
-        // certificateRevocationStatus: notRevoked, pending, issued, failed, revoked [intune-deviceconfig-*]: only a
-        // certificate nobody asked to revoke is bound.
-        let revoke = state.certificate_revoke_status.as_deref().unwrap_or("notRevoked");
-        if !revoke.eq_ignore_ascii_case("notRevoked") {
-            skipped_revoked += 1;
-            continue;
+        // certificateRevocationStatus: none ("Not revoked"), pending, issued, failed, revoked
+        // [intune-deviceconfig-certificaterevocationstatus]: only a certificate nobody asked to revoke is bound.
+        // (This read `notRevoked` before, a value the enum does not have: every real state would have been skipped.)
+        match state.certificate_revoke_status.as_deref().map(str::trim) {
+            Some(status) if status.eq_ignore_ascii_case("none") => {}
+            // Nothing said is not "not revoked": such a certificate is not bound.
+            None | Some("") => {
+                without_status += 1;
+                continue;
+            }
+            Some(_) => {
+                skipped_revoked += 1;
+                continue;
+            }
         }
         let name = format!(
             "certificate state {index} ({})",
@@ -251,7 +260,8 @@ pub fn from_connector(states: &[CertificateStateRecord], issuers: &[KnownIssuer]
         }
     }
     issued.notes.push(format!(
-        "intune-connector: {} certificate state(s), {skipped_revoked} revoked or being revoked, {} usable",
+        "intune-connector: {} certificate state(s), {skipped_revoked} revoked or being revoked, {without_status} \
+         without a revocation status (not bound), {} usable",
         states.len(),
         issued.len()
     ));
@@ -315,7 +325,45 @@ async fn authority_dn(client: &GraphClient, authority: &CloudCertificationAuthor
     if dn.is_empty() {
         return Err(fail("its subject DN is empty".to_owned()));
     }
+    let thumbprint = crate::certificates::thumbprint(&bytes).map_err(|error| fail(format!("{url}: {error}")))?;
+    check_against_record(authority, &dn, &thumbprint).map_err(fail)?;
     Ok(dn)
+}
+
+/// The downloaded CA certificate must be the one the CA record describes: its thumbprint equal to the record's, and
+/// every part of the record's `subjectName` in its subject (the record may give only the CN; undocumented). A record
+/// giving neither cannot vouch for what was downloaded, so its certificates are not bound. Pure.
+fn check_against_record(
+    authority: &CloudCertificationAuthority,
+    subject_dn: &str,
+    thumbprint: &[u8; 20],
+) -> Result<(), String> {
+    let mut checked = false;
+    if let Some(recorded) = authority.thumbprint.as_deref().filter(|t| !t.trim().is_empty()) {
+        let recorded = thumbprint_octets(recorded).map_err(|reason| format!("its record's thumbprint: {reason}"))?;
+        if recorded != thumbprint {
+            return Err(format!(
+                "the certificate at its certificateDownloadUrl has thumbprint {}, not the {} of its record",
+                hex_upper(thumbprint),
+                hex_upper(&recorded)
+            ));
+        }
+        checked = true;
+    }
+    if let Some(recorded) = authority.subject_name.as_deref().filter(|n| !n.trim().is_empty()) {
+        if !KnownIssuer::from_dn(subject_dn.to_owned()).has_every_part_of(recorded) {
+            return Err(format!(
+                "the certificate at its certificateDownloadUrl has subject {subject_dn:?}, which is not the record's \
+                 subjectName {recorded:?}"
+            ));
+        }
+        checked = true;
+    }
+    if checked {
+        Ok(())
+    } else {
+        Err("its record has neither a thumbprint nor a subjectName to check the downloaded certificate against".into())
+    }
 }
 
 #[cfg(test)]
@@ -342,6 +390,7 @@ mod tests {
             id: id.into(),
             display_name: Some("Issuing".into()),
             subject_name: None,
+            thumbprint: None,
             certificate_download_url: None,
         }
     }
@@ -393,9 +442,14 @@ mod tests {
         };
         let issued = from_connector(
             &[
-                state("CN=Contoso Issuing CA, DC=contoso, DC=com", "notRevoked"),
+                state("CN=Contoso Issuing CA, DC=contoso, DC=com", "none"),
                 state("CN=Contoso Issuing CA, DC=contoso, DC=com", "revoked"),
-                state("CN=Other CA", "notRevoked"),
+                state("CN=Other CA", "none"),
+                CertificateStateRecord {
+                    certificate_revoke_status: None,
+                    ..state("CN=Contoso Issuing CA, DC=contoso, DC=com", "")
+                },
+                state("CN=Contoso Issuing CA, DC=contoso, DC=com", "notRevoked"),
             ],
             &[issuer],
         );
@@ -403,8 +457,33 @@ mod tests {
         let mine: Vec<_> = issued.of(&alice).collect();
         assert_eq!(mine.len(), 1);
         assert_eq!(mine[0].issuer_dn, "DC=com,DC=contoso,CN=Contoso Issuing CA");
-        assert!(issued.notes[0].contains("1 revoked"), "{:?}", issued.notes);
+        assert!(issued.notes[0].contains("2 revoked"), "an undocumented status counts as revoked: {:?}", issued.notes);
+        assert!(issued.notes[0].contains("1 without a revocation status"), "{:?}", issued.notes);
         assert!(issued.notes[1].contains("\"CN=Other CA\" is none of the CA certificates"), "{:?}", issued.notes);
+    }
+
+    #[test]
+    fn a_downloaded_ca_certificate_must_be_the_one_its_record_describes() {
+        let dn = "DC=com,DC=contoso,O=Contoso,CN=Contoso Issuing CA";
+        let thumbprint = [0xAB; 20];
+        let record = |thumbprint: Option<&str>, subject: Option<&str>| CloudCertificationAuthority {
+            thumbprint: thumbprint.map(str::to_owned),
+            subject_name: subject.map(str::to_owned),
+            ..authority("ca1")
+        };
+        let hex = "ab".repeat(20);
+        assert_eq!(check_against_record(&record(Some(&hex), None), dn, &thumbprint), Ok(()));
+        assert_eq!(check_against_record(&record(None, Some("CN=Contoso Issuing CA")), dn, &thumbprint), Ok(()));
+        assert_eq!(
+            check_against_record(&record(Some(&hex), Some("cn=contoso issuing ca, o=Contoso")), dn, &thumbprint),
+            Ok(())
+        );
+        let wrong_thumbprint = check_against_record(&record(Some(&"cd".repeat(20)), None), dn, &thumbprint);
+        assert!(wrong_thumbprint.unwrap_err().contains("has thumbprint ABAB"));
+        let other_subject = check_against_record(&record(None, Some("CN=Attacker CA")), dn, &thumbprint);
+        assert!(other_subject.unwrap_err().contains("not the record's subjectName"));
+        let unverifiable = check_against_record(&record(None, None), dn, &thumbprint);
+        assert!(unverifiable.unwrap_err().contains("neither a thumbprint nor a subjectName"));
     }
 
     #[test]

@@ -50,7 +50,10 @@ pub(crate) fn list_authorities(ctx: &Ctx<'_>) -> Result<Success, GraphError> {
                 "displayName": authority.display_name,
                 "certificationAuthorityStatus": "active",
                 "cloudCertificationAuthorityType": "issuingCertificationAuthority",
+                // Only the CN, one plausible reading of an undocumented format (the product accepts it or the
+                // whole DN); the thumbprint is the SHA-1 of the certificate published at certificateDownloadUrl.
                 "subjectName": format!("CN={}", authority.display_name),
+                "thumbprint": authority.thumbprint(),
                 "certificateDownloadUrl": format!("{}_pki/{tenant_id}/{}.cer", ctx.req.base, authority.id),
             })
         })

@@ -58,6 +58,7 @@ mod certificates {
             id: "ca".into(),
             display_name: None,
             subject_name: None,
+            thumbprint: None,
             certificate_download_url: None,
         };
         let leaves = certificates
