@@ -16,21 +16,13 @@ use tracing::{debug, warn};
 use url::Url;
 
 use super::{
-    CloudEndpoints, DirectoryUser, GraphError, GraphMetrics, GroupMembers, MembershipScope, TenantCredential,
-    batch::{BatchBody, BatchItem, BatchRequest},
-    build_credential,
+    CloudEndpoints, GraphError, GraphMetrics, TenantCredential, build_credential,
     credentials::http_client,
-    error::operation,
     metrics::{Metrics, bump},
     page::Page,
     retry::{backoff, is_retryable_status, parse_retry_after},
-    users::{Member, select_value},
 };
-use crate::domain::{GroupId, TenantId, UserId};
-
-/// The most member slots reserved up front from a page's `@odata.count` (a larger group still reads whole: the list
-/// grows past it as usual).
-const MAX_RESERVED_MEMBERS: usize = 1_000_000;
+use crate::domain::TenantId;
 
 /// Tuning of a [`GraphClient`].
 #[derive(Debug, Clone)]
@@ -242,141 +234,6 @@ impl GraphClient {
         self.inner.clock_known.load(Ordering::Relaxed)
     }
 
-    /// Every user member of `group`, with `select`ed properties, and how many members are not users.
-    ///
-    /// Users come from the `microsoft.graph.user` cast with `$top=999`, `$count=true` and
-    /// `ConsistencyLevel: eventual` [group-list-members, aad-advanced-queries]; the other members are counted with
-    /// one `…/$count` request (all types) minus the users read.
-    #[tracing::instrument(skip_all, fields(tenant = %self.inner.tenant, group_id = %group, scope = ?scope))]
-    pub async fn group_members(
-        &self,
-        group: &GroupId,
-        scope: MembershipScope,
-        select: &[&str],
-    ) -> Result<GroupMembers, GraphError> {
-        let segment = scope.segment();
-        let list = self.url(
-            &format!("groups/{group}/{segment}/microsoft.graph.user"),
-            &[("$select", &select_value(select)), ("$top", "999"), ("$count", "true")],
-        )?;
-        // Page by page into compact records: a page's JSON is dropped before the next one is asked for.
-        let mut members = GroupMembers::default();
-        let mut skipped = 0u64;
-        self.for_each_page::<Member>(operation::LIST_GROUP_MEMBERS, list, |page, count| {
-            if let Some(count) = count {
-                // The first page's `@odata.count`: room for every member at once, instead of doubling (and copying)
-                // the list as it grows. Bounded, since the number is the server's word.
-                members.users.reserve_exact(usize::try_from(count).unwrap_or(0).min(MAX_RESERVED_MEMBERS));
-            }
-            for member in page {
-                match member {
-                    Member::User(user) => members.users.push(user),
-                    Member::NotAUser => skipped += 1,
-                    Member::Unreadable(reason) => {
-                        warn!(%reason, "skipping a group member that cannot be read as a user");
-                        members.unreadable_users += 1;
-                    }
-                }
-            }
-        })
-        .await?;
-        members.users.shrink_to_fit();
-
-        let count = self.url(&format!("groups/{group}/{segment}/$count"), &[])?;
-        let total = self.get_count(operation::COUNT_GROUP_MEMBERS, count).await?;
-        let users_seen = members.users.len() as u64 + members.unreadable_users;
-        // The count is eventually consistent with the listing [aad-advanced-queries]: never below zero.
-        members.non_user_members = total.saturating_sub(users_seen).max(skipped);
-        debug!(
-            users = members.users.len(),
-            non_users = members.non_user_members,
-            unreadable = members.unreadable_users,
-            "read group members"
-        );
-        Ok(members)
-    }
-
-    /// Re-reads users by id through `$batch` GETs of 20 [json-batching]; a user that no longer exists is `None`.
-    /// Results are in the order of `ids`.
-    #[tracing::instrument(skip_all, fields(tenant = %self.inner.tenant, users = ids.len()))]
-    pub async fn get_users(
-        &self,
-        ids: &[UserId],
-        select: &[&str],
-    ) -> Result<Vec<(UserId, Option<DirectoryUser>)>, GraphError> {
-        let query = format!("$select={}", encode(&select_value(select)));
-        let requests = ids.iter().map(|id| BatchRequest::get(format!("/users/{id}?{query}"))).collect();
-        let read = |item: BatchItem| match item.status {
-            200..=299 => {
-                let body = item.body.unwrap_or(Value::Null);
-                DirectoryUser::from_graph_json(&body)
-                    .map(Some)
-                    .map_err(|detail| GraphError::Decode { operation: operation::READ_USERS, detail })
-            }
-            404 => Ok(None),
-            _ => Err(item.into_error(operation::READ_USERS)),
-        };
-        let outcomes = self.run_batch(operation::READ_USERS, requests, read).await;
-        let mut users = Vec::with_capacity(ids.len());
-        for (id, outcome) in ids.iter().zip(outcomes) {
-            users.push((id.clone(), outcome??));
-        }
-        Ok(users)
-    }
-
-    /// Replaces each user's `authorizationInfo.certificateUserIds` with the given list (PATCH replaces the whole
-    /// collection [user-update]), 20 writes per `$batch` [json-batching]. Items Graph throttles are retried on their
-    /// own after their own `Retry-After`; every other outcome is reported per user, in input order.
-    #[tracing::instrument(skip_all, fields(tenant = %self.inner.tenant, users = writes.len()))]
-    pub async fn set_certificate_user_ids(
-        &self,
-        writes: Vec<(UserId, Vec<String>)>,
-    ) -> Vec<(UserId, Result<(), GraphError>)> {
-        let (ids, values): (Vec<UserId>, Vec<Vec<String>>) = writes.into_iter().unzip();
-        let requests = ids
-            .iter()
-            .zip(values)
-            .map(|(id, values)| BatchRequest::patch(format!("/users/{id}"), BatchBody::CertificateUserIds(values)))
-            .collect();
-        let written = |item: BatchItem| match item.status {
-            200..=299 => Ok(()),
-            _ => Err(item.into_error(operation::SET_CERTIFICATE_USER_IDS)),
-        };
-        let outcomes = self.run_batch(operation::SET_CERTIFICATE_USER_IDS, requests, written).await;
-        ids.into_iter()
-            .zip(outcomes)
-            .map(|(id, outcome)| {
-                let result = outcome.and_then(|written| written);
-                if let Err(error) = &result {
-                    // The sync report carries every failure; this is for tracing one user's write.
-                    debug!(user_id = %id, %error, "certificateUserIds write failed");
-                }
-                (id, result)
-            })
-            .collect()
-    }
-
-    /// The users holding `value` in their certificateUserIds (normally at most one: values are unique per tenant)
-    /// [concept-certificate-based-authentication-certificateuserids].
-    #[tracing::instrument(skip_all, fields(tenant = %self.inner.tenant))]
-    pub async fn find_certificate_user_id_holders(&self, value: &str) -> Result<Vec<(UserId, String)>, GraphError> {
-        // OData string literals escape a quote by doubling it.
-        let filter = format!("authorizationInfo/certificateUserIds/any(x:x eq '{}')", value.replace('\'', "''"));
-        let url =
-            self.url("users", &[("$filter", &filter), ("$select", "id,userPrincipalName"), ("$count", "true")])?;
-        let items = self.get_all_pages(operation::FIND_CERTIFICATE_USER_ID_HOLDERS, url).await?;
-        items
-            .iter()
-            .map(|item| {
-                let user = DirectoryUser::from_graph_json(item).map_err(|detail| GraphError::Decode {
-                    operation: operation::FIND_CERTIFICATE_USER_ID_HOLDERS,
-                    detail,
-                })?;
-                Ok((user.id, user.user_principal_name))
-            })
-            .collect()
-    }
-
     /// `{root}{path}?{query}` with query values percent-encoded.
     pub(super) fn url(&self, path: &str, query: &[(&str, &str)]) -> Result<Url, GraphError> {
         with_query(format!("{}{path}", self.inner.root), query)
@@ -458,7 +315,7 @@ impl GraphClient {
     }
 
     /// `GET …/$count`: a bare number in `text/plain` [aad-advanced-queries].
-    async fn get_count(&self, operation: &'static str, url: Url) -> Result<u64, GraphError> {
+    pub(super) async fn get_count(&self, operation: &'static str, url: Url) -> Result<u64, GraphError> {
         let request = GraphRequest { method: Method::GET, url, body: None, eventual: true };
         let response = self.execute(operation, &request).await?;
         let text = String::from_utf8_lossy(&response.body);

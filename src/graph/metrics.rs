@@ -40,6 +40,27 @@ pub struct GraphMetrics {
     pub last_resource_unit: Option<u64>,
 }
 
+/// What was counted between two snapshots of one client (`after - before`): the clients live as long as the process
+/// and count across runs, so a run's figures are the difference. The two observed values are the later snapshot's.
+impl std::ops::Sub for GraphMetrics {
+    type Output = GraphMetrics;
+
+    fn sub(self, before: GraphMetrics) -> GraphMetrics {
+        GraphMetrics {
+            reads: self.reads.saturating_sub(before.reads),
+            writes: self.writes.saturating_sub(before.writes),
+            batches: self.batches.saturating_sub(before.batches),
+            batch_items: self.batch_items.saturating_sub(before.batch_items),
+            retries: self.retries.saturating_sub(before.retries),
+            throttled_responses: self.throttled_responses.saturating_sub(before.throttled_responses),
+            transport_errors: self.transport_errors.saturating_sub(before.transport_errors),
+            throttle_wait_ms: self.throttle_wait_ms.saturating_sub(before.throttle_wait_ms),
+            tokens_acquired: self.tokens_acquired.saturating_sub(before.tokens_acquired),
+            ..self
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct Metrics {
     pub(crate) reads: AtomicU64,
@@ -106,5 +127,27 @@ impl Metrics {
         if resource_unit.is_some() {
             observed.last_resource_unit = resource_unit;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_runs_figures_are_the_difference_of_two_snapshots_and_the_later_observations() {
+        let before = GraphMetrics { reads: 10, writes: 4, tokens_acquired: 1, ..GraphMetrics::default() };
+        let after = GraphMetrics {
+            reads: 25,
+            writes: 4,
+            batches: 3,
+            tokens_acquired: 2,
+            max_throttle_limit_percentage: Some(0.9),
+            last_resource_unit: Some(1),
+            ..GraphMetrics::default()
+        };
+        let run = after - before;
+        assert_eq!((run.reads, run.writes, run.batches, run.tokens_acquired), (15, 0, 3, 1));
+        assert_eq!((run.max_throttle_limit_percentage, run.last_resource_unit), (Some(0.9), Some(1)));
     }
 }

@@ -15,6 +15,7 @@ mod credentials;
 mod delta;
 mod error;
 mod intune_beta;
+mod json;
 mod metrics;
 mod page;
 mod retry;

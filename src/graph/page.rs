@@ -5,7 +5,7 @@
 use serde::de;
 use serde::{Deserialize, Deserializer};
 
-use super::users::{Key, Lenient};
+use super::json::{Key, Lenient};
 
 /// A page as received. `value` is `None` when the page has no `value` array (an error for the caller to name).
 pub(super) struct Page<T> {
@@ -41,7 +41,7 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Page<T> {
                 de::IgnoredAny.visit_seq(seq)?;
                 Ok(Page { value: None, next_link: None, count: None })
             }
-            super::users::other_json_values!(Page<T>, self => Page { value: None, next_link: None, count: None });
+            super::json::other_json_values!(Page<T>, self => Page { value: None, next_link: None, count: None });
         }
         deserializer.deserialize_any(Visitor(std::marker::PhantomData))
     }
@@ -69,7 +69,7 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Items<T> {
                 de::IgnoredAny.visit_map(map)?;
                 Ok(Items(None))
             }
-            super::users::other_json_values!(Items<T>, self => Items(None));
+            super::json::other_json_values!(Items<T>, self => Items(None));
         }
         deserializer.deserialize_any(Visitor(std::marker::PhantomData))
     }

@@ -1,4 +1,5 @@
-//! The user as this project reads it from Graph, and its tolerant parsing: Graph omits unselected and null
+//! The user as this project reads it from Graph, the user calls (members of a group, users by id, the
+//! certificateUserIds write), and the tolerant parsing of users: Graph omits unselected and null
 //! properties, and a member the app may not read comes back with only `@odata.type` and `id` [group-list-members].
 
 use std::collections::BTreeMap;
@@ -7,7 +8,13 @@ use serde::de;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
-use crate::domain::{AttributeSource, UserId};
+use tracing::{debug, warn};
+
+use super::batch::{BatchBody, BatchItem, BatchRequest};
+use super::client::{GraphClient, encode};
+use super::error::{GraphError, operation};
+use super::json::{Key, Lenient, LenientTarget};
+use crate::domain::{AttributeSource, GroupId, UserId};
 
 /// The properties every read asks for. `authorizationInfo` only comes back when selected [group-list-members].
 pub const USER_SELECT: &[&str] = &[
@@ -267,31 +274,6 @@ impl<'de> Deserialize<'de> for RawUser {
     }
 }
 
-/// An object key, borrowed from the page when it has no escapes.
-pub(super) struct Key<'de>(pub(super) std::borrow::Cow<'de, str>);
-
-impl<'de> Deserialize<'de> for Key<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Visitor;
-        impl<'de> de::Visitor<'de> for Visitor {
-            type Value = Key<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a property name")
-            }
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
-                Ok(Key(std::borrow::Cow::Borrowed(v)))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'de>, E> {
-                Ok(Key(std::borrow::Cow::Owned(v.to_owned())))
-            }
-            fn visit_string<E: de::Error>(self, v: String) -> Result<Key<'de>, E> {
-                Ok(Key(std::borrow::Cow::Owned(v)))
-            }
-        }
-        deserializer.deserialize_str(Visitor)
-    }
-}
-
 /// `authorizationInfo`: its `certificateUserIds` strings; anything else (null, another type, non-string items)
 /// reads as nothing.
 struct AuthorizationInfo(Vec<String>);
@@ -343,138 +325,151 @@ impl<'de> Deserialize<'de> for Strings {
     }
 }
 
-/// The `visit_*` methods of the JSON scalars (string, boolean, number, null), each answering `$value`: for visitors
-/// that read one JSON type and treat every other as absent.
-macro_rules! other_json_values {
-    ($ty:ty, $this:ident => $value:expr) => {
-        fn visit_str<E: serde::de::Error>($this, _: &str) -> Result<$ty, E> {
-            Ok($value)
-        }
-        fn visit_bool<E: serde::de::Error>($this, _: bool) -> Result<$ty, E> {
-            Ok($value)
-        }
-        fn visit_i64<E: serde::de::Error>($this, _: i64) -> Result<$ty, E> {
-            Ok($value)
-        }
-        fn visit_u64<E: serde::de::Error>($this, _: u64) -> Result<$ty, E> {
-            Ok($value)
-        }
-        fn visit_f64<E: serde::de::Error>($this, _: f64) -> Result<$ty, E> {
-            Ok($value)
-        }
-        fn visit_unit<E: serde::de::Error>($this) -> Result<$ty, E> {
-            Ok($value)
-        }
-    };
-}
-pub(super) use other_json_values;
-
-/// `Some` when the value has the expected JSON type, `None` for any other (consumed and dropped).
-pub(super) struct Lenient<T>(pub(super) Option<T>);
-
-/// The JSON types [`Lenient`] accepts.
-pub(super) trait LenientTarget: Sized {
-    /// Whether a JSON array is read (with `Deserialize`) rather than dropped.
-    const FROM_ARRAY: bool = false;
-    fn from_json_str(_: &str) -> Option<Self> {
-        None
-    }
-    fn from_bool(_: bool) -> Option<Self> {
-        None
-    }
-}
-
-impl LenientTarget for String {
-    fn from_json_str(v: &str) -> Option<Self> {
-        Some(v.to_owned())
-    }
-}
-
-impl LenientTarget for bool {
-    fn from_bool(v: bool) -> Option<Self> {
-        Some(v)
-    }
-}
-
 impl LenientTarget for Strings {
     const FROM_ARRAY: bool = true;
 }
 
-impl<'de, T: LenientTarget> Deserialize<'de> for Lenient<T>
-where
-    T: Deserialize<'de>,
-{
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Scalar<T>(std::marker::PhantomData<T>);
-        impl<'de, T: LenientTarget + Deserialize<'de>> de::Visitor<'de> for Scalar<T> {
-            type Value = Lenient<T>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("any JSON value")
+/// The most member slots reserved up front from a page's `@odata.count` (a larger group still reads whole: the list
+/// grows past it as usual).
+const MAX_RESERVED_MEMBERS: usize = 1_000_000;
+
+/// The user calls: members of a group, users by id, and the certificateUserIds write, on the transport of
+/// [`GraphClient`] (`client.rs`) and its `$batch` (`batch.rs`).
+impl GraphClient {
+    /// Every user member of `group`, with `select`ed properties, and how many members are not users.
+    ///
+    /// Users come from the `microsoft.graph.user` cast with `$top=999`, `$count=true` and
+    /// `ConsistencyLevel: eventual` [group-list-members, aad-advanced-queries]; the other members are counted with
+    /// one `…/$count` request (all types) minus the users read.
+    #[tracing::instrument(skip_all, fields(tenant = %self.inner.tenant, group_id = %group, scope = ?scope))]
+    pub async fn group_members(
+        &self,
+        group: &GroupId,
+        scope: MembershipScope,
+        select: &[&str],
+    ) -> Result<GroupMembers, GraphError> {
+        let segment = scope.segment();
+        let list = self.url(
+            &format!("groups/{group}/{segment}/microsoft.graph.user"),
+            &[("$select", &select_value(select)), ("$top", "999"), ("$count", "true")],
+        )?;
+        // Page by page into compact records: a page's JSON is dropped before the next one is asked for.
+        let mut members = GroupMembers::default();
+        let mut skipped = 0u64;
+        self.for_each_page::<Member>(operation::LIST_GROUP_MEMBERS, list, |page, count| {
+            if let Some(count) = count {
+                // The first page's `@odata.count`: room for every member at once, instead of doubling (and copying)
+                // the list as it grows. Bounded, since the number is the server's word.
+                members.users.reserve_exact(usize::try_from(count).unwrap_or(0).min(MAX_RESERVED_MEMBERS));
             }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Lenient<T>, E> {
-                Ok(Lenient(T::from_json_str(v)))
-            }
-            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Lenient<T>, E> {
-                Ok(Lenient(T::from_bool(v)))
-            }
-            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Lenient<T>, E> {
-                Ok(Lenient(None))
-            }
-            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Lenient<T>, E> {
-                Ok(Lenient(None))
-            }
-            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Lenient<T>, E> {
-                Ok(Lenient(None))
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<Lenient<T>, E> {
-                Ok(Lenient(None))
-            }
-            fn visit_none<E: de::Error>(self) -> Result<Lenient<T>, E> {
-                Ok(Lenient(None))
-            }
-            fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<Lenient<T>, A::Error> {
-                de::IgnoredAny.visit_map(map)?;
-                Ok(Lenient(None))
-            }
-            fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<Lenient<T>, A::Error> {
-                if T::FROM_ARRAY {
-                    T::deserialize(de::value::SeqAccessDeserializer::new(seq)).map(|v| Lenient(Some(v)))
-                } else {
-                    de::IgnoredAny.visit_seq(seq)?;
-                    Ok(Lenient(None))
+            for member in page {
+                match member {
+                    Member::User(user) => members.users.push(user),
+                    Member::NotAUser => skipped += 1,
+                    Member::Unreadable(reason) => {
+                        warn!(%reason, "skipping a group member that cannot be read as a user");
+                        members.unreadable_users += 1;
+                    }
                 }
             }
+        })
+        .await?;
+        members.users.shrink_to_fit();
+
+        let count = self.url(&format!("groups/{group}/{segment}/$count"), &[])?;
+        let total = self.get_count(operation::COUNT_GROUP_MEMBERS, count).await?;
+        let users_seen = members.users.len() as u64 + members.unreadable_users;
+        // The count is eventually consistent with the listing [aad-advanced-queries]: never below zero.
+        members.non_user_members = total.saturating_sub(users_seen).max(skipped);
+        debug!(
+            users = members.users.len(),
+            non_users = members.non_user_members,
+            unreadable = members.unreadable_users,
+            "read group members"
+        );
+        Ok(members)
+    }
+
+    /// Re-reads users by id through `$batch` GETs of 20 [json-batching]; a user that no longer exists is `None`.
+    /// Results are in the order of `ids`.
+    #[tracing::instrument(skip_all, fields(tenant = %self.inner.tenant, users = ids.len()))]
+    pub async fn get_users(
+        &self,
+        ids: &[UserId],
+        select: &[&str],
+    ) -> Result<Vec<(UserId, Option<DirectoryUser>)>, GraphError> {
+        let query = format!("$select={}", encode(&select_value(select)));
+        let requests = ids.iter().map(|id| BatchRequest::get(format!("/users/{id}?{query}"))).collect();
+        let read = |item: BatchItem| match item.status {
+            200..=299 => {
+                let body = item.body.unwrap_or(Value::Null);
+                DirectoryUser::from_graph_json(&body)
+                    .map(Some)
+                    .map_err(|detail| GraphError::Decode { operation: operation::READ_USERS, detail })
+            }
+            404 => Ok(None),
+            _ => Err(item.into_error(operation::READ_USERS)),
+        };
+        let outcomes = self.run_batch(operation::READ_USERS, requests, read).await;
+        let mut users = Vec::with_capacity(ids.len());
+        for (id, outcome) in ids.iter().zip(outcomes) {
+            users.push((id.clone(), outcome??));
         }
-        deserializer.deserialize_any(Scalar(std::marker::PhantomData))
+        Ok(users)
     }
-}
 
-impl<T> Lenient<T> {
-    /// A visitor that hands objects to `objects` and turns every other JSON value into `other(())`.
-    fn visitor<'de, V: de::Visitor<'de, Value = T>>(objects: V, other: fn(()) -> T) -> ObjectOr<V, T> {
-        ObjectOr { objects, other }
+    /// Replaces each user's `authorizationInfo.certificateUserIds` with the given list (PATCH replaces the whole
+    /// collection [user-update]), 20 writes per `$batch` [json-batching]. Items Graph throttles are retried on their
+    /// own after their own `Retry-After`; every other outcome is reported per user, in input order.
+    #[tracing::instrument(skip_all, fields(tenant = %self.inner.tenant, users = writes.len()))]
+    pub async fn set_certificate_user_ids(
+        &self,
+        writes: Vec<(UserId, Vec<String>)>,
+    ) -> Vec<(UserId, Result<(), GraphError>)> {
+        let (ids, values): (Vec<UserId>, Vec<Vec<String>>) = writes.into_iter().unzip();
+        let requests = ids
+            .iter()
+            .zip(values)
+            .map(|(id, values)| BatchRequest::patch(format!("/users/{id}"), BatchBody::CertificateUserIds(values)))
+            .collect();
+        let written = |item: BatchItem| match item.status {
+            200..=299 => Ok(()),
+            _ => Err(item.into_error(operation::SET_CERTIFICATE_USER_IDS)),
+        };
+        let outcomes = self.run_batch(operation::SET_CERTIFICATE_USER_IDS, requests, written).await;
+        ids.into_iter()
+            .zip(outcomes)
+            .map(|(id, outcome)| {
+                let result = outcome.and_then(|written| written);
+                if let Err(error) = &result {
+                    // The sync report carries every failure; this is for tracing one user's write.
+                    debug!(user_id = %id, %error, "certificateUserIds write failed");
+                }
+                (id, result)
+            })
+            .collect()
     }
-}
 
-/// See [`Lenient::visitor`].
-struct ObjectOr<V, T> {
-    objects: V,
-    other: fn(()) -> T,
-}
-
-impl<'de, T, V: de::Visitor<'de, Value = T>> de::Visitor<'de> for ObjectOr<V, T> {
-    type Value = T;
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("any JSON value")
+    /// The users holding `value` in their certificateUserIds (normally at most one: values are unique per tenant)
+    /// [concept-certificate-based-authentication-certificateuserids].
+    #[tracing::instrument(skip_all, fields(tenant = %self.inner.tenant))]
+    pub async fn find_certificate_user_id_holders(&self, value: &str) -> Result<Vec<(UserId, String)>, GraphError> {
+        // OData string literals escape a quote by doubling it.
+        let filter = format!("authorizationInfo/certificateUserIds/any(x:x eq '{}')", value.replace('\'', "''"));
+        let url =
+            self.url("users", &[("$filter", &filter), ("$select", "id,userPrincipalName"), ("$count", "true")])?;
+        let items = self.get_all_pages(operation::FIND_CERTIFICATE_USER_ID_HOLDERS, url).await?;
+        items
+            .iter()
+            .map(|item| {
+                let user = DirectoryUser::from_graph_json(item).map_err(|detail| GraphError::Decode {
+                    operation: operation::FIND_CERTIFICATE_USER_ID_HOLDERS,
+                    detail,
+                })?;
+                Ok((user.id, user.user_principal_name))
+            })
+            .collect()
     }
-    fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
-        self.objects.visit_map(map)
-    }
-    fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<T, A::Error> {
-        de::IgnoredAny.visit_seq(seq)?;
-        Ok((self.other)(()))
-    }
-    other_json_values!(T, self => (self.other)(()));
 }
 
 /// `$select` value: the caller's properties plus those [`DirectoryUser`] cannot do without, without duplicates.

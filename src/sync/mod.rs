@@ -39,7 +39,6 @@ pub use tenants::{SetupError, Tenants};
 
 use crate::config::Settings;
 use crate::domain::Side;
-use crate::graph::GraphMetrics;
 use crate::storage::{
     LazyStores, RetryPolicy, StorageError, Stores, UploadOutcome, WriteBody, print_run_log, upload_run_log,
 };
@@ -173,8 +172,8 @@ impl SyncService {
             }
         }
         let after = tenants.metrics();
-        report.graph.tenant_a = metrics_since(&before.0, &after.0);
-        report.graph.tenant_b = metrics_since(&before.1, &after.1);
+        report.graph.tenant_a = after.0 - before.0;
+        report.graph.tenant_b = after.1 - before.1;
         report.duration_ms = clock.elapsed().as_millis() as u64;
         let unchanged = report.totals.unchanged;
         report.finish_totals(unchanged);
@@ -274,21 +273,4 @@ fn record(report: &mut RunReport, Reconciled { result, trail }: Reconciled) {
         }
     };
     report.notes.extend(trail.notes);
-}
-
-/// The counters of one run: the clients live as long as the process and count across runs.
-fn metrics_since(before: &GraphMetrics, after: &GraphMetrics) -> GraphMetrics {
-    GraphMetrics {
-        reads: after.reads - before.reads,
-        writes: after.writes - before.writes,
-        batches: after.batches - before.batches,
-        batch_items: after.batch_items - before.batch_items,
-        retries: after.retries - before.retries,
-        throttled_responses: after.throttled_responses - before.throttled_responses,
-        transport_errors: after.transport_errors - before.transport_errors,
-        throttle_wait_ms: after.throttle_wait_ms - before.throttle_wait_ms,
-        tokens_acquired: after.tokens_acquired - before.tokens_acquired,
-        max_throttle_limit_percentage: after.max_throttle_limit_percentage,
-        last_resource_unit: after.last_resource_unit,
-    }
 }
