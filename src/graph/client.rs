@@ -1,6 +1,7 @@
-//! [`GraphClient`]: one tenant's Microsoft Graph, with the project's four operations (list group members, re-read
-//! users, write certificateUserIds, find who holds a value) on top of one request path that owns authentication,
-//! retries, throttling, concurrency, timeouts and metrics.
+//! [`GraphClient`]: one tenant's Microsoft Graph transport: one request path that owns authentication, retries,
+//! throttling, concurrency, timeouts and metrics, and paging. The calls on top of it live with their resource:
+//! users and members in `users.rs` (through `$batch`, `batch.rs`), delta in `delta.rs`, subscriptions in
+//! `subscriptions.rs`, Intune in `intune_beta.rs`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
