@@ -6,11 +6,12 @@
 pub struct RemovalThreshold {
     /// More users losing values than this in one run holds removals back.
     pub max_users: usize,
-    /// More than this share (0–100) of the users holding our values losing them holds removals back
-    /// (only counted from `MIN_USERS_FOR_SHARE` removals on, so a small pilot group is not blocked).
+    /// More than this share (0–100) of the users holding our values losing them holds removals back, from
+    /// `MIN_USERS_FOR_SHARE` users losing values on: one user leaving is never a mass removal, two of four are.
     pub max_percent: f64,
 }
 
 impl RemovalThreshold {
-    pub const MIN_USERS_FOR_SHARE: usize = 10;
+    /// From 10 before issue 18: half of a group of eight could lose their values without a hold.
+    pub const MIN_USERS_FOR_SHARE: usize = 2;
 }

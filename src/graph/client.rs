@@ -266,6 +266,13 @@ impl GraphClient {
             let Some(values) = page.value else {
                 return Err(GraphError::Decode { operation, detail: "the page has no \"value\" array".to_owned() });
             };
+            if page.next_link_malformed {
+                return Err(GraphError::Decode {
+                    operation,
+                    detail: "the page's @odata.nextLink is not a URL string: the rest of the collection cannot be read"
+                        .to_owned(),
+                });
+            }
             each(values, if first_page { page.count } else { None });
             first_page = false;
             if let Some(link) = page.next_link {

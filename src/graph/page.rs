@@ -5,7 +5,7 @@
 use serde::de;
 use serde::{Deserialize, Deserializer};
 
-use super::json::{Key, Lenient};
+use super::json::Key;
 
 /// A page as received. `value` is `None` when the page has no `value` array (an error for the caller to name).
 pub(super) struct Page<T> {
@@ -13,6 +13,9 @@ pub(super) struct Page<T> {
     pub(super) next_link: Option<String>,
     /// `@odata.count` (present when `$count=true` was asked for, on the first page).
     pub(super) count: Option<u64>,
+    /// `@odata.nextLink` was there but not a string (nor null): where the next page is cannot be known, and reading
+    /// it as "no next page" would take the rest of the collection for gone.
+    pub(super) next_link_malformed: bool,
 }
 
 impl<'de, T: Deserialize<'de>> Deserialize<'de> for Page<T> {
@@ -24,11 +27,16 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Page<T> {
                 f.write_str("a page of a collection")
             }
             fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Page<T>, A::Error> {
-                let mut page = Page { value: None, next_link: None, count: None };
+                let mut page = Page { value: None, next_link: None, count: None, next_link_malformed: false };
                 while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
                     match key.as_ref() {
                         "value" => page.value = map.next_value::<Items<T>>()?.0,
-                        "@odata.nextLink" => page.next_link = map.next_value::<Lenient<String>>()?.0,
+                        "@odata.nextLink" => match map.next_value::<serde_json::Value>()? {
+                            serde_json::Value::String(link) => page.next_link = Some(link),
+                            // A last page may plausibly say `null` as well as leave the link out.
+                            serde_json::Value::Null => page.next_link = None,
+                            _ => page.next_link_malformed = true,
+                        },
                         "@odata.count" => page.count = map.next_value::<Count>()?.0,
                         _ => {
                             map.next_value::<de::IgnoredAny>()?;
@@ -39,9 +47,9 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Page<T> {
             }
             fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<Page<T>, A::Error> {
                 de::IgnoredAny.visit_seq(seq)?;
-                Ok(Page { value: None, next_link: None, count: None })
+                Ok(Page { value: None, next_link: None, count: None, next_link_malformed: false })
             }
-            super::json::other_json_values!(Page<T>, self => Page { value: None, next_link: None, count: None });
+            super::json::other_json_values!(Page<T>, self => Page { value: None, next_link: None, count: None, next_link_malformed: false });
         }
         deserializer.deserialize_any(Visitor(std::marker::PhantomData))
     }
@@ -105,7 +113,12 @@ mod tests {
             let page: Page<Value> = serde_json::from_value(odd.clone()).unwrap();
             assert!(page.value.is_none(), "{odd}");
         }
-        let page: Page<Value> = serde_json::from_value(json!({"value": [], "@odata.nextLink": 5})).unwrap();
-        assert!(page.next_link.is_none());
+        // A nextLink that is not a string is not "no next page" (that read it as the end and lost the rest).
+        for odd in [json!(5), json!({"href": "https://n"}), json!(["https://n"]), json!(true)] {
+            let page: Page<Value> = serde_json::from_value(json!({"value": [], "@odata.nextLink": odd})).unwrap();
+            assert!(page.next_link.is_none() && page.next_link_malformed, "{odd}");
+        }
+        let page: Page<Value> = serde_json::from_value(json!({"value": [], "@odata.nextLink": null})).unwrap();
+        assert!(page.next_link.is_none() && !page.next_link_malformed, "null ends the collection");
     }
 }

@@ -8,7 +8,7 @@ use serde::de;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
-use tracing::{debug, warn};
+use tracing::debug;
 
 use super::batch::{BatchBody, BatchItem, BatchRequest};
 use super::client::{GraphClient, encode};
@@ -42,8 +42,13 @@ pub struct DirectoryUser {
     pub id: UserId,
     pub user_principal_name: String,
     pub on_premises_sync_enabled: Option<bool>,
-    /// `authorizationInfo.certificateUserIds`; empty when absent or null.
+    /// `authorizationInfo.certificateUserIds`; empty when not read (see `certificate_user_ids_unknown`).
     pub certificate_user_ids: Vec<String>,
+    /// The answer had no `authorizationInfo.certificateUserIds` array of strings (absent, null, another type, an
+    /// item that is not a string): what the user holds is not known, so the user must not be written, since a write
+    /// replaces the whole list. Always so for a read that did not select `authorizationInfo`.
+    #[serde(default)]
+    pub certificate_user_ids_unknown: bool,
     /// The other selected properties that have a value; `None` when none has.
     pub attributes: Option<Box<UserAttributes>>,
 }
@@ -116,9 +121,6 @@ pub struct GroupMembers {
     /// Members that are not users (devices, groups, service principals, contacts…), counted, never read
     /// [group-list-members].
     pub non_user_members: u64,
-    /// Users that came back without a usable `id` or `userPrincipalName` (typically: the app may not read them);
-    /// skipped and counted so the report can say so.
-    pub unreadable_users: u64,
 }
 
 /// Direct members, or the flattened nested set [group-list-members].
@@ -191,7 +193,8 @@ struct RawUser {
     employee_id: Option<String>,
     on_premises_sam_account_name: Option<String>,
     on_premises_sync_enabled: Option<bool>,
-    certificate_user_ids: Vec<String>,
+    /// `None`: not there as documented (an object holding a `certificateUserIds` array of strings).
+    certificate_user_ids: Option<Vec<String>>,
     extensions: BTreeMap<String, String>,
 }
 
@@ -206,7 +209,8 @@ impl RawUser {
             .user_principal_name
             .filter(|upn| !upn.is_empty())
             .ok_or_else(|| format!("user {id} has no userPrincipalName (was it selected, and may the app read it?)"))?;
-        let mut certificate_user_ids = self.certificate_user_ids;
+        let certificate_user_ids_unknown = self.certificate_user_ids.is_none();
+        let mut certificate_user_ids = self.certificate_user_ids.unwrap_or_default();
         // Most users hold one value: do not keep room for four.
         certificate_user_ids.shrink_to_fit();
         let attributes = UserAttributes {
@@ -220,6 +224,7 @@ impl RawUser {
             user_principal_name,
             on_premises_sync_enabled: self.on_premises_sync_enabled,
             certificate_user_ids,
+            certificate_user_ids_unknown,
             attributes: (!attributes.is_empty()).then(|| Box::new(attributes)),
         })
     }
@@ -274,9 +279,9 @@ impl<'de> Deserialize<'de> for RawUser {
     }
 }
 
-/// `authorizationInfo`: its `certificateUserIds` strings; anything else (null, another type, non-string items)
-/// reads as nothing.
-struct AuthorizationInfo(Vec<String>);
+/// `authorizationInfo`: its `certificateUserIds` strings; `None` for anything else (null, another type, no
+/// `certificateUserIds`, an item that is not a string). Never read as "no values": that is what a write would leave.
+struct AuthorizationInfo(Option<Vec<String>>);
 
 impl<'de> Deserialize<'de> for AuthorizationInfo {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -287,10 +292,10 @@ impl<'de> Deserialize<'de> for AuthorizationInfo {
                 f.write_str("authorizationInfo")
             }
             fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<AuthorizationInfo, A::Error> {
-                let mut values = Vec::new();
+                let mut values = None;
                 while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
                     if key == "certificateUserIds" {
-                        values = map.next_value::<Lenient<Strings>>()?.0.map(|s| s.0).unwrap_or_default();
+                        values = map.next_value::<Lenient<Strings>>()?.0.and_then(|s| s.0);
                     } else {
                         map.next_value::<de::IgnoredAny>()?;
                     }
@@ -298,12 +303,12 @@ impl<'de> Deserialize<'de> for AuthorizationInfo {
                 Ok(AuthorizationInfo(values))
             }
         }
-        deserializer.deserialize_any(Lenient::<AuthorizationInfo>::visitor(Visitor, |_| AuthorizationInfo(Vec::new())))
+        deserializer.deserialize_any(Lenient::<AuthorizationInfo>::visitor(Visitor, |_| AuthorizationInfo(None)))
     }
 }
 
-/// The string items of an array (others skipped).
-struct Strings(Vec<String>);
+/// The items of an array when every one is a string; `None` when one is not.
+struct Strings(Option<Vec<String>>);
 
 impl<'de> Deserialize<'de> for Strings {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -314,9 +319,12 @@ impl<'de> Deserialize<'de> for Strings {
                 f.write_str("an array")
             }
             fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Strings, A::Error> {
-                let mut values = Vec::new();
+                let mut values = Some(Vec::new());
                 while let Some(item) = seq.next_element::<Lenient<String>>()? {
-                    values.extend(item.0);
+                    match (item.0, values.as_mut()) {
+                        (Some(value), Some(values)) => values.push(value),
+                        _ => values = None,
+                    }
                 }
                 Ok(Strings(values))
             }
@@ -356,8 +364,11 @@ impl GraphClient {
         // Page by page into compact records: a page's JSON is dropped before the next one is asked for.
         let mut members = GroupMembers::default();
         let mut skipped = 0u64;
+        let mut listed_count = None;
+        let mut unreadable: Vec<String> = Vec::new();
         self.for_each_page::<Member>(operation::LIST_GROUP_MEMBERS, list, |page, count| {
             if let Some(count) = count {
+                listed_count = Some(count);
                 // The first page's `@odata.count`: room for every member at once, instead of doubling (and copying)
                 // the list as it grows. Bounded, since the number is the server's word.
                 members.users.reserve_exact(usize::try_from(count).unwrap_or(0).min(MAX_RESERVED_MEMBERS));
@@ -366,27 +377,43 @@ impl GraphClient {
                 match member {
                     Member::User(user) => members.users.push(user),
                     Member::NotAUser => skipped += 1,
-                    Member::Unreadable(reason) => {
-                        warn!(%reason, "skipping a group member that cannot be read as a user");
-                        members.unreadable_users += 1;
-                    }
+                    Member::Unreadable(reason) => unreadable.push(reason),
                 }
             }
         })
         .await?;
+        // Fail closed: a member that is not readable as a user, or a listing shorter than Graph's own count, would
+        // look like users leaving the group, and lose their values.
+        let fail = |detail: String| GraphError::Decode { operation: operation::LIST_GROUP_MEMBERS, detail };
+        if let Some(first) = unreadable.first() {
+            return Err(fail(format!(
+                "{} member(s) of group {group} came back without what a user needs ({first}; may the app read users, \
+                 User.Read.All?)",
+                unreadable.len()
+            )));
+        }
+        let Some(count) = listed_count else {
+            return Err(fail(format!(
+                "the member list of group {group} has no @odata.count although $count=true was asked: whether it is \
+                 whole cannot be told"
+            )));
+        };
+        let expected = count.saturating_sub(skipped);
+        if (members.users.len() as u64) < expected {
+            return Err(fail(format!(
+                "Graph listed {} user member(s) of group {group} but its @odata.count says {count}{}: a short read",
+                members.users.len(),
+                if skipped > 0 { format!(" ({skipped} of them not users)") } else { String::new() }
+            )));
+        }
         members.users.shrink_to_fit();
 
         let count = self.url(&format!("groups/{group}/{segment}/$count"), &[])?;
         let total = self.get_count(operation::COUNT_GROUP_MEMBERS, count).await?;
-        let users_seen = members.users.len() as u64 + members.unreadable_users;
+        let users_seen = members.users.len() as u64;
         // The count is eventually consistent with the listing [aad-advanced-queries]: never below zero.
         members.non_user_members = total.saturating_sub(users_seen).max(skipped);
-        debug!(
-            users = members.users.len(),
-            non_users = members.non_user_members,
-            unreadable = members.unreadable_users,
-            "read group members"
-        );
+        debug!(users = members.users.len(), non_users = members.non_user_members, "read group members");
         Ok(members)
     }
 
@@ -497,7 +524,7 @@ mod tests {
             "mail": null,
             "employeeId": "42",
             "onPremisesSyncEnabled": true,
-            "authorizationInfo": {"certificateUserIds": ["X509:<PN>ada@contoso.com", 7]},
+            "authorizationInfo": {"certificateUserIds": ["X509:<PN>ada@contoso.com", "X509:<S>CN=ada"]},
             "extension_abc_badge": "B-1",
             "accountEnabled": true
         }))
@@ -506,7 +533,8 @@ mod tests {
         assert_eq!(user.mail(), None);
         assert_eq!(user.employee_id(), Some("42"));
         assert_eq!(user.on_premises_sync_enabled, Some(true));
-        assert_eq!(user.certificate_user_ids, vec!["X509:<PN>ada@contoso.com"]);
+        assert_eq!(user.certificate_user_ids, vec!["X509:<PN>ada@contoso.com", "X509:<S>CN=ada"]);
+        assert!(!user.certificate_user_ids_unknown);
         let extensions = &user.attributes.as_ref().unwrap().extensions;
         assert_eq!(extensions.len(), 1, "{extensions:?}");
         assert_eq!(extensions["extension_abc_badge"], "B-1");
@@ -560,7 +588,8 @@ mod tests {
         let Member::User(ada) = &members[0] else { panic!("{:?}", members[0]) };
         assert_eq!(ada.mail(), None, "a number is not a mail address");
         assert_eq!(ada.on_premises_sync_enabled, None);
-        assert_eq!(ada.certificate_user_ids, ["X509:<PN>ada", "X509:<S>CN=ada"]);
+        // A list with an item that is not a string is not known: writing it back without that item would lose it.
+        assert!(ada.certificate_user_ids.is_empty() && ada.certificate_user_ids_unknown, "{ada:?}");
         assert_eq!(ada.attributes.as_ref().unwrap().extensions.keys().collect::<Vec<_>>(), ["extension_abc_badge"]);
         assert!(matches!(members[1], Member::NotAUser));
         assert!(matches!(&members[2], Member::Unreadable(r) if r.contains("no userPrincipalName")));
@@ -568,6 +597,39 @@ mod tests {
         let Member::User(last) = &members[9] else { panic!("{:?}", members[9]) };
         assert_eq!(last.user_principal_name, "bé@contoso.com");
         assert!(last.certificate_user_ids.is_empty() && last.attributes.is_none(), "{last:?}");
+        assert!(last.certificate_user_ids_unknown, "authorizationInfo [] is not the documented object: {last:?}");
+    }
+
+    #[test]
+    fn certificate_user_ids_are_known_only_when_graph_gives_the_documented_list() {
+        let with = |info: Option<Value>| {
+            let mut user =
+                json!({"id": "6e7b768e-07e2-4810-8459-485f84f8f204", "userPrincipalName": "ada@contoso.com"});
+            if let Some(info) = info {
+                user["authorizationInfo"] = info;
+            }
+            DirectoryUser::from_graph_json(&user).unwrap()
+        };
+        let known = with(Some(json!({"certificateUserIds": ["X509:<PN>ada"]})));
+        assert_eq!(known.certificate_user_ids, ["X509:<PN>ada"]);
+        assert!(!known.certificate_user_ids_unknown);
+        let empty = with(Some(json!({"@odata.type": "microsoft.graph.authorizationInfo", "certificateUserIds": []})));
+        assert!(empty.certificate_user_ids.is_empty() && !empty.certificate_user_ids_unknown, "an empty list is known");
+        // Absent, null, another type, no list, a list that is not all strings: unknown, never "no values".
+        let odd = [
+            None,
+            Some(Value::Null),
+            Some(json!({})),
+            Some(json!({"certificateUserIds": null})),
+            Some(json!({"certificateUserIds": "X509:<PN>ada"})),
+            Some(json!({"certificateUserIds": ["X509:<PN>ada", 7]})),
+            Some(json!([])),
+            Some(json!("x")),
+        ];
+        for info in odd {
+            let user = with(info.clone());
+            assert!(user.certificate_user_ids_unknown && user.certificate_user_ids.is_empty(), "{info:?}");
+        }
     }
 
     #[test]

@@ -207,6 +207,16 @@ async fn write_round(
             ));
             continue;
         };
+        if user.certificate_user_ids_unknown {
+            applied.changes.push(failed(
+                change,
+                not_written(
+                    "not written: the re-read had no authorizationInfo.certificateUserIds list of strings, so what \
+                     the user holds is unknown",
+                ),
+            ));
+            continue;
+        }
         // The plan skips users synchronized from on-premises; one that became so since is not written either.
         if user.on_premises_sync_enabled == Some(true) {
             applied.changes.push(failed(

@@ -97,7 +97,7 @@ fn union(
         });
         let taken = if last { members.remove(group) } else { members.get(group).cloned() };
         if let Some(m) = taken {
-            non_users += m.non_user_members + m.unreadable_users;
+            non_users += m.non_user_members;
             users.extend(m.users);
         }
     }

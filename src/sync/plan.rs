@@ -279,6 +279,9 @@ struct CertificateValue<'a> {
 }
 
 const HELD_AMBIGUOUS: &str = "its match is ambiguous (see the pair's ambiguous keys): left unchanged";
+/// A write replaces the whole list [user-update]: without knowing the list, any write could drop a value.
+const HELD_UNKNOWN_VALUES: &str = "Graph's answer had no authorizationInfo.certificateUserIds list of strings for \
+     this user, so what it holds is unknown: left unchanged";
 
 /// Values a user's certificates give that fit beside the values that are not ours and the template values, newest
 /// certificate first; the rest is described in `desire.overflow`. Entra keeps at most 10 values per user
@@ -336,7 +339,13 @@ pub fn plan(observed: &Observed, settings: &PlanSettings) -> Plan {
         .iter()
         .flat_map(|pair| &pair.target_users)
         .chain(&observed.departed_targets)
-        .map(|user| (&user.id, Desire { user: Some(user), ..Desire::default() }))
+        .map(|user| {
+            let mut desire = Desire { user: Some(user), ..Desire::default() };
+            if user.certificate_user_ids_unknown {
+                desire.details().held = Some(HELD_UNKNOWN_VALUES.to_owned());
+            }
+            (&user.id, desire)
+        })
         .collect();
     for (pair_index, pair) in observed.pairs.iter().enumerate() {
         let matching = match_users(&settings.match_key, &pair.source_users, &pair.target_users);

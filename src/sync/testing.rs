@@ -11,6 +11,7 @@ pub fn user(upn: &str) -> UserBuilder {
         user_principal_name: upn.to_owned(),
         on_premises_sync_enabled: None,
         certificate_user_ids: Vec::new(),
+        certificate_user_ids_unknown: false,
         attributes: None,
     })
 }
