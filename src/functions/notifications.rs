@@ -20,13 +20,13 @@
 //! answer Graph without I/O.
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
+use super::AppState;
 use super::envelope::{InvocationRequest, InvocationResponse, kind_of};
-use super::routes::AppState;
 use super::webhook::QueuedNotification;
 use crate::domain::GroupId;
 use crate::sync::subscriptions::LifecycleOutcome;
@@ -37,13 +37,6 @@ pub const MESSAGE_BINDING: &str = "message";
 /// `extensions.queues.maxDequeueCount` in host.json.
 pub const MAX_DEQUEUE_COUNT: u64 = 5;
 pub const POISON_QUEUE: &str = "graph-notifications-poison";
-
-/// Messages dropped since the process started, by reason (also logged with each drop).
-#[derive(Debug, Default)]
-pub struct WorkerCounters {
-    pub malformed: AtomicU64,
-    pub unknown_subscription: AtomicU64,
-}
 
 /// How many JSON strings may wrap the message object in `Data.message`: the real host's encoding of the message text
 /// adds one and the text itself is another; a third allows a queue written by a tool that JSON-encodes its text

@@ -1,7 +1,5 @@
 //! The axum router the Functions host talks to.
 
-use std::sync::Arc;
-
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
@@ -11,10 +9,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use tracing::Instrument;
 
+use super::AppState;
 use super::envelope::{EnvelopeError, InvocationRequest, InvocationResponse};
-use super::notifications::WorkerCounters;
-use crate::config::WebhookSettings;
-use crate::sync::SyncService;
 
 /// The function names are the folder names next to host.json: the host posts to `/<name>`.
 pub const CERT_SYNC_FUNCTION: &str = "function-cert-sync";
@@ -27,20 +23,6 @@ const INVOCATION_ID_HEADER: &str = "x-azure-functions-invocationid";
 /// Envelopes carry the webhook body as a string inside JSON; the webhook itself caps the body it accepts
 /// (`webhook::MAX_NOTIFICATION_BODY_BYTES`), this only bounds what the server buffers.
 const MAX_ENVELOPE_BYTES: usize = 8 * 1024 * 1024;
-
-#[derive(Clone)]
-pub struct AppState {
-    pub sync: Arc<SyncService>,
-    pub webhook: Arc<WebhookSettings>,
-    pub counters: Arc<WorkerCounters>,
-}
-
-impl AppState {
-    pub fn new(sync: Arc<SyncService>) -> Self {
-        let webhook = Arc::new(sync.settings().webhook.clone());
-        Self { sync, webhook, counters: Arc::default() }
-    }
-}
 
 pub fn router(state: AppState) -> Router {
     Router::new()

@@ -2,8 +2,8 @@
 
 use axum::http::StatusCode;
 
+use super::AppState;
 use super::envelope::{InvocationRequest, InvocationResponse, TimerInfo};
-use super::routes::AppState;
 use crate::sync::{RunOutcome, RunRequest, Trigger};
 
 /// The binding name in `function-cert-sync/function.json`.
