@@ -12,8 +12,9 @@
 //! The HTTP function uses **envelope mode** (not `enableForwardingHttpRequest`): the webhook has a queue output binding
 //! besides `http`, and forwarding mode is only allowed when `http` is the sole output.
 //!
-//! Calls go down: [`routes`] names the handlers, each handler (`timer`, `webhook`, `notifications`) names only what this
-//! module defines ([`AppState`]) and the wire types below it, never `routes`. So this module re-exports nothing from
+//! Calls go down: [`routes`] names the handlers, each handler (`timer`, `webhook`, `notifications`) takes an
+//! [`Invocation`] (the envelope, read by the extractor, whose rejection is the failed invocation) and names only what
+//! this module defines ([`AppState`]) and the types below it, never `routes`. So this module re-exports nothing from
 //! `routes` either: the router is `functions::routes::router`.
 
 use std::sync::Arc;
@@ -23,12 +24,14 @@ use crate::config::WebhookSettings;
 use crate::sync::SyncService;
 
 pub mod envelope;
+mod invocation;
 pub mod notifications;
 pub mod routes;
 pub mod timer;
 pub mod webhook;
 
 pub use envelope::{InvocationRequest, InvocationResponse};
+pub use invocation::{Invocation, InvocationRejection};
 
 /// What every handler can reach: the sync service, the webhook's secrets, the worker's counters.
 #[derive(Clone)]
