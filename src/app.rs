@@ -6,7 +6,8 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 use crate::config::{ServerSettings, Settings};
-use crate::functions::{AppState, router};
+use crate::functions::AppState;
+use crate::functions::routes::router;
 use crate::graph::{TenantCredential, build_credential};
 use crate::storage::{LazyStores, StorageConnection, Stores};
 use crate::sync::{SetupError, SyncService, Tenants};

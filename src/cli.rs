@@ -1,5 +1,5 @@
-//! The command line: `serve` (what host.json starts), `sync` (one run, `--dry-run` for the plan), `demo`,
-//! `check-config`, `subscriptions` (Graph change-notification subscriptions), `certificate-ids`.
+//! The command line: `serve` (what host.json starts), `sync` (one run, `--dry-run` for the plan), `demo` (feature
+//! `demo`), `check-config`, `subscriptions` (Graph change-notification subscriptions), `certificate-ids`.
 
 use std::process::ExitCode;
 
@@ -47,6 +47,7 @@ enum Command {
         state_dir: Option<std::path::PathBuf>,
     },
     /// Show what the tool does, against a built-in Graph emulator: no Azure account needed.
+    #[cfg(feature = "demo")]
     Demo,
     /// Load and check the settings, print what is wrong (or a summary), and exit.
     CheckConfig,
@@ -169,6 +170,7 @@ async fn run(cli: Cli) -> ExitCode {
                 _ => ExitCode::SUCCESS,
             }
         }
+        #[cfg(feature = "demo")]
         Command::Demo => crate::demo::run().await,
         Command::CheckConfig => match load_settings() {
             Ok(settings) => {

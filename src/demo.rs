@@ -5,6 +5,9 @@
 //! value that must survive, and a user synchronized from on-premises. The real binary code runs: settings parsing,
 //! `azure_identity` client-secret credentials over HTTPS against the emulator's token endpoint, the Graph client,
 //! the planner, apply, and a file-backed state store in a temporary folder.
+//!
+//! Only with the `demo` feature (on by default): the deployed package is built without it, so the handler Azure runs
+//! carries no emulator.
 
 use std::collections::HashMap;
 use std::path::Path;

@@ -6,11 +6,15 @@
 //! - [`sync`]: the reconcile core — observe, plan (pure), apply (effects), report;
 //! - [`graph`] and [`storage`]: Microsoft Graph and Azure Blob Storage behind small interfaces;
 //! - [`config`]: every setting, parsed once at start-up.
+//!
+//! Feature `demo` (default) adds `demo`, the `certsync demo` story against the in-process Graph emulator; the deployed
+//! package is built without it.
 
 pub mod app;
 pub mod certificates;
 pub mod cli;
 pub mod config;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod domain;
 pub mod functions;

@@ -16,6 +16,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rustls::SignatureScheme;
 use rustls::pki_types::CertificateDer;
 use serde::Deserialize;
+use sha1::Sha1;
 use sha2::{Digest, Sha256};
 use url::Url;
 
@@ -476,11 +477,11 @@ fn check_certificate_assertion(
     // The thumbprint shown in errors is upper-case hex, as Entra shows it.
     let (found, shown) = match (&header.x5t_s256, &header.x5t) {
         (Some(s256), _) => {
-            let found = certificates.iter().find(|der| URL_SAFE_NO_PAD.encode(Sha256::digest(der)) == *s256);
+            let found = certificates.iter().find(|der| x5t_s256(der) == *s256);
             (found, thumbprint_hex(s256))
         }
         (None, Some(sha1)) => {
-            let found = certificates.iter().find(|der| URL_SAFE_NO_PAD.encode(sha1_digest(der)) == *sha1);
+            let found = certificates.iter().find(|der| x5t(der) == *sha1);
             (found, thumbprint_hex(sha1))
         }
         (None, None) => return Err(malformed_assertion()),
@@ -596,47 +597,15 @@ fn der_element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
     Some((tag, contents, rest))
 }
 
-/// SHA-1 (FIPS 180-4), for the legacy `x5t` thumbprint only: no SHA-1 crate is a dependency of the emulator.
-fn sha1_digest(data: &[u8]) -> [u8; 20] {
-    let mut h: [u32; 5] = [0x6745_2301, 0xEFCD_AB89, 0x98BA_DCFE, 0x1032_5476, 0xC3D2_E1F0];
-    let mut message = data.to_vec();
-    message.push(0x80);
-    while message.len() % 64 != 56 {
-        message.push(0);
-    }
-    message.extend_from_slice(&((data.len() as u64).wrapping_mul(8)).to_be_bytes());
-    for block in message.chunks_exact(64) {
-        let mut w = [0u32; 80];
-        for (word, bytes) in w.iter_mut().zip(block.chunks_exact(4)) {
-            *word = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
-        }
-        for i in 16..80 {
-            w[i] = (w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16]).rotate_left(1);
-        }
-        let [mut a, mut b, mut c, mut d, mut e] = h;
-        for (i, word) in w.iter().enumerate() {
-            let (f, k) = match i {
-                0..=19 => ((b & c) | (!b & d), 0x5A82_7999),
-                20..=39 => (b ^ c ^ d, 0x6ED9_EBA1),
-                40..=59 => ((b & c) | (b & d) | (c & d), 0x8F1B_BCDC),
-                _ => (b ^ c ^ d, 0xCA62_C1D6),
-            };
-            let next = a.rotate_left(5).wrapping_add(f).wrapping_add(e).wrapping_add(k).wrapping_add(*word);
-            e = d;
-            d = c;
-            c = b.rotate_left(30);
-            b = a;
-            a = next;
-        }
-        for (state, value) in h.iter_mut().zip([a, b, c, d, e]) {
-            *state = state.wrapping_add(value);
-        }
-    }
-    let mut digest = [0u8; 20];
-    for (chunk, word) in digest.chunks_exact_mut(4).zip(h) {
-        chunk.copy_from_slice(&word.to_be_bytes());
-    }
-    digest
+/// `x5t#S256`: the base64url SHA-256 of the certificate's DER. [certificate-credentials]
+fn x5t_s256(der: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(der))
+}
+
+/// `x5t`: the base64url SHA-1 of the certificate's DER, the legacy thumbprint (SHA-1 from the `sha1` crate, which
+/// `pki` also uses for the certificates' thumbprints).
+fn x5t(der: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(Sha1::digest(der))
 }
 
 fn msi_error(status: StatusCode, message: &str) -> Response {
@@ -739,15 +708,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sha1_matches_the_fips_180_test_vectors() {
-        let hex = |d: [u8; 20]| d.iter().map(|b| format!("{b:02x}")).collect::<String>();
-        assert_eq!(hex(sha1_digest(b"abc")), "a9993e364706816aba3e25717850c26c9cd0d89d");
-        assert_eq!(hex(sha1_digest(b"")), "da39a3ee5e6b4b0d3255bfef95601890afd80709");
+    fn the_thumbprints_are_base64url_sha1_and_sha256_as_fips_180_computes_them() {
+        // FIPS 180 test vectors, shown as the upper-case hex Entra's errors print.
+        for (input, sha1) in [
+            (&b"abc"[..], "A9993E364706816ABA3E25717850C26C9CD0D89D"),
+            (b"", "DA39A3EE5E6B4B0D3255BFEF95601890AFD80709"),
+            (b"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq", "84983E441C3BD26EBAAE4AA1F95129E5E54670F1"),
+            (&[b'a'; 1000], "291E9A6C66994949B57BA5E650361E98FC36B1BA"),
+        ] {
+            assert_eq!(thumbprint_hex(&x5t(input)), sha1, "x5t of {} bytes", input.len());
+        }
+        assert_eq!(x5t(b"abc"), "qZk-NkcGgWq6PiVxeFDCbJzQ2J0", "base64url without padding");
         assert_eq!(
-            hex(sha1_digest(b"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq")),
-            "84983e441c3bd26ebaae4aa1f95129e5e54670f1"
+            thumbprint_hex(&x5t_s256(b"abc")),
+            "BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410FF61F20015AD"
         );
-        assert_eq!(hex(sha1_digest(&[b'a'; 1000])), "291e9a6c66994949b57ba5e650361e98fc36b1ba");
     }
 
     #[test]

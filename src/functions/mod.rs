@@ -11,12 +11,46 @@
 //!
 //! The HTTP function uses **envelope mode** (not `enableForwardingHttpRequest`): the webhook has a queue output binding
 //! besides `http`, and forwarding mode is only allowed when `http` is the sole output.
+//!
+//! Calls go down: [`routes`] names the handlers, each handler (`timer`, `webhook`, `notifications`) takes an
+//! [`Invocation`] (the envelope, read by the extractor, whose rejection is the failed invocation) and names only what
+//! this module defines ([`AppState`]) and the types below it, never `routes`. So this module re-exports nothing from
+//! `routes` either: the router is `functions::routes::router`.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use crate::config::WebhookSettings;
+use crate::sync::SyncService;
 
 pub mod envelope;
+mod invocation;
 pub mod notifications;
-mod routes;
+pub mod routes;
 pub mod timer;
 pub mod webhook;
 
 pub use envelope::{InvocationRequest, InvocationResponse};
-pub use routes::{AppState, CERT_SYNC_FUNCTION, NOTIFICATIONS_FUNCTION, WEBHOOK_FUNCTION, router};
+pub use invocation::{Invocation, InvocationRejection};
+
+/// What every handler can reach: the sync service, the webhook's secrets, the worker's counters.
+#[derive(Clone)]
+pub struct AppState {
+    pub sync: Arc<SyncService>,
+    pub webhook: Arc<WebhookSettings>,
+    pub counters: Arc<WorkerCounters>,
+}
+
+impl AppState {
+    pub fn new(sync: Arc<SyncService>) -> Self {
+        let webhook = Arc::new(sync.settings().webhook.clone());
+        Self { sync, webhook, counters: Arc::default() }
+    }
+}
+
+/// Queue messages `function-notifications` dropped since the process started, by reason (also logged with each drop).
+#[derive(Debug, Default)]
+pub struct WorkerCounters {
+    pub malformed: AtomicU64,
+    pub unknown_subscription: AtomicU64,
+}

@@ -20,13 +20,15 @@
 //! answer Graph without I/O.
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
+use super::AppState;
 use super::envelope::{InvocationRequest, InvocationResponse, kind_of};
-use super::routes::AppState;
+use super::invocation::Invocation;
 use super::webhook::QueuedNotification;
 use crate::domain::{GroupId, Side};
 use crate::sync::subscriptions::LifecycleOutcome;
@@ -37,13 +39,6 @@ pub const MESSAGE_BINDING: &str = "message";
 /// `extensions.queues.maxDequeueCount` in host.json.
 pub const MAX_DEQUEUE_COUNT: u64 = 5;
 pub const POISON_QUEUE: &str = "graph-notifications-poison";
-
-/// Messages dropped since the process started, by reason (also logged with each drop).
-#[derive(Debug, Default)]
-pub struct WorkerCounters {
-    pub malformed: AtomicU64,
-    pub unknown_subscription: AtomicU64,
-}
 
 /// How many JSON strings may wrap the message object in `Data.message`: the real host's encoding of the message text
 /// adds one and the text itself is another; a third allows a queue written by a tool that JSON-encodes its text
@@ -75,14 +70,14 @@ fn dequeue_count(request: &InvocationRequest) -> u64 {
     request.metadata_text("DequeueCount").and_then(|text| text.trim().parse().ok()).unwrap_or(1)
 }
 
+/// `POST /function-notifications`.
 pub async fn handle(
-    state: &AppState,
-    request: &InvocationRequest,
-    invocation_id: &str,
+    State(state): State<AppState>,
+    Invocation { id, request }: Invocation,
 ) -> (StatusCode, InvocationResponse) {
     let mut response = InvocationResponse::default();
-    let attempt = dequeue_count(request);
-    let message = match parse_message(request) {
+    let attempt = dequeue_count(&request);
+    let message = match parse_message(&request) {
         Ok(message) => message,
         Err(reason) => {
             let total = state.counters.malformed.fetch_add(1, Ordering::Relaxed) + 1;
@@ -143,7 +138,7 @@ pub async fn handle(
         }
     }
 
-    if !configured(state, side, &entry.group) {
+    if !configured(&state, side, &entry.group) {
         response.log(format!("Group {} is no longer configured; the notification was ignored.", entry.group));
         return (StatusCode::OK, response);
     }
@@ -152,11 +147,7 @@ pub async fn handle(
         .sync
         .run_incremental(
             groups,
-            RunRequest {
-                trigger: Trigger::Notification,
-                invocation_id: Some(invocation_id.to_owned()),
-                ..RunRequest::default()
-            },
+            RunRequest { trigger: Trigger::Notification, invocation_id: Some(id), ..RunRequest::default() },
         )
         .await;
     response.logs.extend(report.summary_lines());

@@ -1,21 +1,23 @@
 //! `function-cert-sync`: the timer-triggered full sync of every pair, then the upkeep of the Graph subscriptions.
 
+use axum::extract::State;
 use axum::http::StatusCode;
 
-use super::envelope::{InvocationRequest, InvocationResponse, TimerInfo};
-use super::routes::AppState;
+use super::AppState;
+use super::envelope::{InvocationResponse, TimerInfo};
+use super::invocation::Invocation;
 use crate::sync::{RunOutcome, RunRequest, Trigger};
 
 /// The binding name in `function-cert-sync/function.json`.
 pub const TIMER_BINDING: &str = "timer";
 
+/// `POST /function-cert-sync`.
 pub async fn handle(
-    state: &AppState,
-    request: &InvocationRequest,
-    invocation_id: &str,
+    State(state): State<AppState>,
+    Invocation { id, request }: Invocation,
 ) -> (StatusCode, InvocationResponse) {
     let mut response = InvocationResponse::default();
-    let timer = match TimerInfo::from_invocation(request, TIMER_BINDING) {
+    let timer = match TimerInfo::from_invocation(&request, TIMER_BINDING) {
         Ok(timer) => timer,
         Err(error) => {
             tracing::error!(%error, "rejected timer invocation");
@@ -34,7 +36,7 @@ pub async fn handle(
         .sync
         .run_and_maintain_subscriptions(RunRequest {
             trigger: Trigger::Timer { past_due: timer.is_past_due },
-            invocation_id: Some(invocation_id.to_owned()),
+            invocation_id: Some(id),
             ..RunRequest::default()
         })
         .await;

@@ -12,13 +12,16 @@
 //! - whether the subscription id is one we hold is checked by the queue worker (`notifications`), which drops the
 //!   others with a security log line: that check reads storage, and this path does no I/O.
 
+use axum::extract::State;
 use axum::http::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use subtle::ConstantTimeEq;
 
+use super::AppState;
 use super::envelope::{HttpRequestData, HttpResponseData, InvocationRequest, InvocationResponse};
+use super::invocation::Invocation;
 use crate::config::WebhookSettings;
 
 /// The binding names in `function-webhook/function.json`.
@@ -83,8 +86,16 @@ fn respond(response: &mut InvocationResponse, http: HttpResponseData) {
     response.outputs.insert(RESPONSE_BINDING.to_owned(), serde_json::to_value(http).expect("serializable"));
 }
 
-/// Handles one webhook invocation. Pure: no I/O, so it always answers well within Graph's 3 s.
-pub fn handle(settings: &WebhookSettings, request: &InvocationRequest) -> (StatusCode, InvocationResponse) {
+/// `POST /function-webhook`.
+pub async fn handle(
+    State(state): State<AppState>,
+    Invocation { request, .. }: Invocation,
+) -> (StatusCode, InvocationResponse) {
+    answer(&state.webhook, &request)
+}
+
+/// Answers one webhook invocation. Pure: no I/O, so it always answers well within Graph's 3 s.
+pub fn answer(settings: &WebhookSettings, request: &InvocationRequest) -> (StatusCode, InvocationResponse) {
     let mut response = InvocationResponse::default();
     let http = match HttpRequestData::from_invocation(request, REQUEST_BINDING) {
         Ok(http) => http,
@@ -252,7 +263,7 @@ mod tests {
     #[test]
     fn accepted_notifications_are_queued_and_answered_202() {
         let body = json!({"value": [notification("current-secret"), notification("old-secret")]}).to_string();
-        let (status, response) = handle(&settings(), &post(&body));
+        let (status, response) = answer(&settings(), &post(&body));
         assert_eq!(status, StatusCode::OK);
         assert_eq!(http_status(&response), "202");
         let queued = response.outputs["notifications"].as_array().unwrap();
@@ -265,7 +276,7 @@ mod tests {
     #[test]
     fn a_wrong_client_state_is_dropped_and_nothing_is_queued() {
         let body = json!({"value": [notification("guess"), notification("current-secreT")]}).to_string();
-        let (_, response) = handle(&settings(), &post(&body));
+        let (_, response) = answer(&settings(), &post(&body));
         assert_eq!(http_status(&response), "202");
         assert!(!response.outputs.contains_key("notifications"));
     }
@@ -279,7 +290,7 @@ mod tests {
             (r#"{"value": [42]}"#, "value[0]"),
         ];
         for (body, expected) in cases {
-            let (status, response) = handle(&settings(), &post(body));
+            let (status, response) = answer(&settings(), &post(body));
             assert_eq!(status, StatusCode::OK, "{body:?}");
             assert_eq!(http_status(&response), "400", "{body:?}");
             assert!(
@@ -289,9 +300,9 @@ mod tests {
             );
         }
         let big = format!(r#"{{"value":[],"pad":"{}"}}"#, "x".repeat(MAX_NOTIFICATION_BODY_BYTES));
-        assert_eq!(http_status(&handle(&settings(), &post(&big)).1), "400");
+        assert_eq!(http_status(&answer(&settings(), &post(&big)).1), "400");
         let xml = invocation(json!({"Method": "POST", "Headers": {"Content-Type": ["text/xml"]}, "Body": "<x/>"}));
-        assert_eq!(http_status(&handle(&settings(), &xml).1), "400");
+        assert_eq!(http_status(&answer(&settings(), &xml).1), "400");
     }
 
     #[test]
@@ -302,7 +313,7 @@ mod tests {
             "ünï cödé",
         ] {
             let request = invocation(json!({"Method": "POST", "Query": {"validationToken": token}, "Headers": {}}));
-            let (status, response) = handle(&settings(), &request);
+            let (status, response) = answer(&settings(), &request);
             assert_eq!(status, StatusCode::OK);
             let res = &response.outputs["res"];
             assert_eq!(res["statusCode"], "200");

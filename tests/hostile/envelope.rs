@@ -117,9 +117,9 @@ fn envelopes_of_any_json_shape_get_the_answer_the_protocol_requires() {
 
 #[test]
 fn an_envelope_over_the_8_mib_buffer_limit_is_refused_with_413_and_the_reason() {
-    // `routes::MAX_ENVELOPE_BYTES`: the server stops reading there, before the handler parses anything. The answer
-    // is still the host's envelope, so the reason reaches the host's log: no Graph notification can come near it
-    // (the webhook's own limit is 1 MiB).
+    // `functions::invocation::MAX_ENVELOPE_BYTES`: the server stops reading there, before the envelope is parsed.
+    // The answer is still the host's envelope, so the reason reaches the host's log: no Graph notification can come
+    // near it (the webhook's own limit is 1 MiB).
     let rt = runtime();
     let app = rt.block_on(HostileApp::start());
     let padding = "x".repeat(8 * 1024 * 1024);

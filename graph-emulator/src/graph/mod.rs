@@ -548,32 +548,10 @@ pub(crate) async fn entry(
     into_response(process(&state, req).await)
 }
 
-pub(crate) fn percent_decode(s: &str) -> String {
-    // Only the path: '+' stays '+'.
-    fn hex(b: u8) -> Option<u8> {
-        match b {
-            b'0'..=b'9' => Some(b - b'0'),
-            b'a'..=b'f' => Some(b - b'a' + 10),
-            b'A'..=b'F' => Some(b - b'A' + 10),
-            _ => None,
-        }
-    }
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
-        {
-            out.push(h * 16 + l);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+/// A request path, percent-decoded (RFC 3986: only the path, so `+` stays `+`); an invalid escape is kept as written,
+/// and bytes that are not UTF-8 become U+FFFD.
+pub(crate) fn percent_decode(path: &str) -> String {
+    percent_encoding::percent_decode_str(path).decode_utf8_lossy().into_owned()
 }
 
 pub(crate) fn into_response(resp: GraphResponse) -> Response {
@@ -585,4 +563,23 @@ pub(crate) fn into_response(resp: GraphResponse) -> Response {
     let mut response = (resp.status, body).into_response();
     response.headers_mut().extend(resp.headers);
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_path_is_percent_decoded_with_plus_and_invalid_escapes_kept() {
+        for (path, decoded) in [
+            ("users/alice%40contoso.com", "users/alice@contoso.com"),
+            ("users/a+b%2Bc", "users/a+b+c"),
+            ("users/%C3%BCn%C3%AF", "users/ünï"),
+            ("users/100%25", "users/100%"),
+            ("users/%zz%4", "users/%zz%4"),
+            ("users/%FF", "users/\u{FFFD}"),
+        ] {
+            assert_eq!(percent_decode(path), decoded, "{path}");
+        }
+    }
 }
