@@ -64,6 +64,8 @@ fn invalid_values_are_explained_and_secrets_are_not_echoed() {
     ] {
         assert!(stderr.contains(expected), "missing {expected:?} in:\n{stderr}");
     }
+    // The settings with the secrets were read and named (the positive twin of the check below).
+    assert!(stderr.contains("AzureWebJobsStorage:"), "{stderr}");
     for secret in ["very-secret-value", "c2VjcmV0a2V5c2VjcmV0a2V5"] {
         assert!(!stderr.contains(secret) && !output.stdout().contains(secret), "{secret} was printed");
     }

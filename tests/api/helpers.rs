@@ -111,8 +111,16 @@ impl Output {
     }
 }
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+/// The port in the binary's "custom handler listening" log line (JSON or text format), once it is there.
+fn listening_port(stdout: &str) -> Option<u16> {
+    let line = stdout.lines().find(|line| line.contains("custom handler listening"))?;
+    if let Ok(record) = serde_json::from_str::<Value>(line) {
+        // The event's fields are flattened into the record (src/telemetry.rs).
+        let port = record.get("port").or_else(|| record["fields"].get("port"));
+        return port.and_then(Value::as_u64).and_then(|p| u16::try_from(p).ok()).filter(|p| *p != 0);
+    }
+    let (_, rest) = line.split_once("port=")?;
+    rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok().filter(|p| *p != 0)
 }
 
 /// Starts `certsync <args>` with exactly `env` (nothing inherited but PATH), capturing stdout and stderr.
@@ -160,15 +168,21 @@ impl TestApp {
     }
 
     async fn start_once(env: &HashMap<String, String>) -> Result<Self, String> {
-        let port = free_port();
+        // Port 0: the binary binds a free port itself and logs it. A port found free here and handed over could be
+        // taken by another test in between.
         let mut env = env.clone();
-        env.insert("FUNCTIONS_CUSTOMHANDLER_PORT".into(), port.to_string());
+        env.insert("FUNCTIONS_CUSTOMHANDLER_PORT".into(), "0".into());
         env.entry("LOG_FORMAT".into()).or_insert_with(|| "json".into());
         let (child, output) = spawn_binary(&["serve"], &env);
-        let mut app = Self { child, port, output, client: reqwest::Client::new() };
+        let mut app = Self { child, port: 0, output, client: reqwest::Client::new() };
         let deadline = Instant::now() + functions_host::INITIALIZATION_TIMEOUT;
         loop {
-            if let Ok(response) = app.client.get(app.url("/")).send().await {
+            if app.port == 0 {
+                app.port = listening_port(&app.output.stdout()).unwrap_or(0);
+            }
+            if app.port != 0
+                && let Ok(response) = app.client.get(app.url("/")).send().await
+            {
                 assert!(response.status().is_success(), "GET / answered {}:\n{}", response.status(), app.output());
                 return Ok(app);
             }

@@ -187,11 +187,19 @@ async fn no_log_report_or_output_contains_a_configured_secret() {
     let secrets = [demo::SECRET_A, demo::SECRET_B, "test-client-state", super::azurite::KEY];
     let store = world.log_store().await;
     use certsync::storage::BlobStore;
-    let mut produced = vec![app.output.stdout(), app.output.stderr()];
-    for blob in world.log_blobs().await {
-        produced.push(String::from_utf8(store.get(&blob).await.unwrap().unwrap().bytes).unwrap());
+    let stdout = app.output.stdout();
+    // The positive twin of every check below: the texts searched hold what they are meant to, so an empty capture
+    // cannot pass for a clean one.
+    assert!(stdout.contains("sync run finished"), "the process log was captured:\n{stdout}");
+    let mut produced = vec![stdout, app.output.stderr()];
+    let blobs = world.log_blobs().await;
+    assert_eq!(blobs.len(), 4, "two runs, two blobs each: {blobs:?}");
+    for blob in blobs {
+        let text = String::from_utf8(store.get(&blob).await.unwrap().unwrap().bytes).unwrap();
+        let expected = if blob.ends_with(".json") { "\"schemaVersion\"" } else { "Totals: matched" };
+        assert!(text.contains(expected), "{blob} holds its run's log: {text}");
+        produced.push(text);
     }
-    assert!(produced.len() >= 6, "two runs, two blobs each, plus the process output");
     for text in &produced {
         for secret in secrets {
             assert!(!text.contains(secret), "a configured secret appears in a log or report");
