@@ -2,7 +2,7 @@
 //! host between Graph (the emulator) and the binary, a real change notification, and the queue-triggered
 //! `function-notifications` invocation that runs `run_incremental`. Also the webhook's acknowledgement latency.
 //!
-//! The host stand-in converts as the real host does (`tests/support/functions_host.rs`, each rule with its source in
+//! The host stand-in converts as the real host does (`tests/support/src/functions_host.rs`, each rule with its source in
 //! Azure/azure-functions-host): a POST to `/api/function-webhook?code=…` is wrapped in the HTTP envelope and posted
 //! to the handler, `Outputs.res` becomes the answer and `Outputs.notifications` becomes the queue's messages, one per
 //! element. The queue is drained by this benchmark one message at a time, each posted JSON-encoded twice as the host

@@ -6,6 +6,8 @@ use certsync::demo::{self, ADMIN_VALUE, TENANT_A, TENANT_B};
 use graph_emulator::{EmulatorOptions, NewUser, RequestKind};
 use serde_json::Value;
 
+use certsync_test_support::report::Report;
+
 use super::helpers::{TestApp, World, timer_envelope};
 
 fn writes(world: &World) -> usize {
@@ -40,19 +42,25 @@ async fn a_run_leaves_a_text_log_and_a_json_report_in_the_log_container() {
         assert!(text.contains(expected), "{expected:?} missing from the log:\n{text}");
     }
     let json_blob = blobs.iter().find(|b| b.ends_with(".json")).unwrap();
-    let report: Value = serde_json::from_slice(&store.get(json_blob).await.unwrap().unwrap().bytes).unwrap();
-    assert_eq!(report["schemaVersion"], 1);
-    assert_eq!(report["totals"]["matched"], 3);
-    assert_eq!(report["totals"]["valuesAdded"], 2);
-    assert_eq!(report["changes"].as_array().unwrap().len(), 2);
-    assert_eq!(report["trigger"]["kind"], "timer");
+    // Read through the typed view written from docs/run-report.md: a field renamed in the product fails here.
+    let report = Report::parse(&store.get(json_blob).await.unwrap().unwrap().bytes);
+    assert_eq!(report.schema_version, 1);
+    assert_eq!(report.run_id, run_id);
+    assert_eq!((report.totals.matched, report.totals.values_added), (3, 2));
+    assert_eq!(report.changes.len(), 2);
+    assert_eq!((report.trigger.kind.as_str(), report.outcome.status.as_str()), ("timer", "succeeded"));
     // Each change as docs/run-report.md names its fields: the user and the list written, not only the difference.
-    for change in report["changes"].as_array().unwrap() {
-        let upn = change["user"]["userPrincipalName"].as_str().unwrap_or_default();
-        assert!(upn.ends_with("@tenant-b.example") && change["user"]["id"].is_string(), "{change}");
-        let after = change["after"].as_array().expect("the list written");
-        assert!(change["add"].as_array().unwrap().iter().all(|v| after.contains(v)), "{change}");
-        assert!(change["before"].as_array().unwrap().iter().all(|v| after.contains(v)), "nothing removed: {change}");
+    for change in &report.changes {
+        assert!(
+            change.user.user_principal_name.ends_with("@tenant-b.example") && !change.user.id.is_empty(),
+            "{change:?}"
+        );
+        assert!(change.add.iter().all(|v| change.after.contains(v)), "{change:?}");
+        assert!(
+            change.before.iter().all(|v| change.after.contains(v)) && change.remove.is_empty(),
+            "nothing removed: {change:?}"
+        );
+        assert_eq!(change.status, "applied");
     }
 }
 

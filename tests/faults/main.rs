@@ -22,17 +22,7 @@
 //!
 //! Run: `cargo nextest run --test faults` (Azurite from `$AZURITE_BIN` or `.tools/`, see tests/support).
 
-#[path = "../support/azurite.rs"]
-mod azurite;
-#[allow(dead_code)] // The shared host rules; each suite uses some of them.
-#[path = "../support/functions_host.rs"]
-mod functions_host;
-#[allow(dead_code)] // Shared with tests/api; this suite uses the process and host helpers only.
-#[path = "../api/helpers.rs"]
-mod helpers;
-#[allow(dead_code)]
-#[path = "../api/host.rs"]
-mod host;
+use certsync_test_support::{app as helpers, azurite, host};
 
 mod oracle;
 mod world;

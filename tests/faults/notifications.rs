@@ -1,5 +1,5 @@
 //! Change notifications lost or delivered twice, through the real webhook and queue functions behind the host shim
-//! (tests/api/host.rs). A notification is never the change (docs/decisions.md): a lost one waits for the timer's
+//! (tests/support/src/host.rs). A notification is never the change (docs/decisions.md): a lost one waits for the timer's
 //! full sync, a duplicate finds nothing new in delta query and writes nothing.
 
 use std::time::Duration;

@@ -53,7 +53,7 @@ pub struct Scenario {
     pub group_a: String,
     pub group_b: String,
     started: Instant,
-    _folder: tempdir::Dir,
+    _folder: tempfile::TempDir,
 }
 
 /// The seed: `FAULT_SEED` replays a failure; otherwise the scenario's own, so CI runs the same faults every time.
@@ -81,12 +81,12 @@ impl Scenario {
         let seed = seed_for(name, default_seed);
         let emulator = Emulator::start(options).await.expect("start the Graph emulator");
         let azurite = Azurite::start().await;
-        let folder = tempdir::Dir::new();
+        let folder = tempdir();
         let directory = emulator.directory();
         let (group_a, group_b) = seed_tenants(&directory);
         let ids =
             DemoWorld { group_a: group_a.clone(), group_b: group_b.clone(), a: HashMap::new(), b: HashMap::new() };
-        let mut env = demo::settings_for(&emulator, &ids, &folder.0.join("ca.pem")).expect("write the CA");
+        let mut env = demo::settings_for(&emulator, &ids, &folder.path().join("ca.pem")).expect("write the CA");
         env.insert("CERTIFICATE_USER_ID_TEMPLATES".into(), TEMPLATES.into());
         env.insert("AzureWebJobsStorage".into(), azurite.connection_string());
         env.insert("WEBHOOK_CLIENT_STATE".into(), "fault-suite-client-state".into());

@@ -21,7 +21,7 @@ pub struct TestGraph {
 }
 
 /// An app registration of a test tenant.
-pub struct TestApp {
+pub struct RegisteredApp {
     pub client_id: String,
     pub secret: String,
 }
@@ -62,9 +62,11 @@ impl TestGraph {
         }
     }
 
-    pub fn register_app(&self, roles: &[&str]) -> TestApp {
-        let app =
-            TestApp { client_id: uuid::Uuid::new_v4().to_string(), secret: format!("secret-{}", uuid::Uuid::new_v4()) };
+    pub fn register_app(&self, roles: &[&str]) -> RegisteredApp {
+        let app = RegisteredApp {
+            client_id: uuid::Uuid::new_v4().to_string(),
+            secret: format!("secret-{}", uuid::Uuid::new_v4()),
+        };
         self.directory().add_app(
             self.tenant.as_str(),
             AppRegistration {
@@ -78,7 +80,7 @@ impl TestGraph {
     }
 
     /// A client of the tenant authenticated with a client secret through `build_credential`.
-    pub fn secret_client(&self, app: &TestApp, options: GraphOptions) -> GraphClient {
+    pub fn secret_client(&self, app: &RegisteredApp, options: GraphOptions) -> GraphClient {
         let credential = TenantCredential::ClientSecret {
             client_id: app.client_id.clone(),
             secret: SecretString::from(app.secret.clone()),

@@ -258,7 +258,7 @@ pub fn webhook_post(body: &str) -> Vec<u8> {
 }
 
 /// The envelope the real host posts to `function-notifications` for a queue message whose text is `text`: bound as
-/// a string, so JSON-encoded twice, with the metadata as JSON text (`tests/support/functions_host.rs`).
+/// a string, so JSON-encoded twice, with the metadata as JSON text (`tests/support/src/functions_host.rs`).
 pub fn queue_message(text: &str) -> Vec<u8> {
     let dequeued = Dequeued { id: "hostile-message", dequeue_count: 1, inserted: time::OffsetDateTime::now_utc() };
     queue_trigger_envelope("function-notifications", "message", text, &dequeued).to_string().into_bytes()

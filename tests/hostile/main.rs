@@ -13,9 +13,7 @@
 //! Everything runs in-process: the real axum router of the custom handler driven with `tower::ServiceExt::oneshot`
 //! (axum `examples/testing`), a local-folder state store, and a Graph endpoint that none of these paths may reach.
 
-#[allow(dead_code)] // The shared host rules; this suite uses the queue trigger's.
-#[path = "../support/functions_host.rs"]
-mod functions_host;
+use certsync_test_support::functions_host;
 mod harness;
 mod strategies;
 

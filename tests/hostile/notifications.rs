@@ -4,7 +4,7 @@
 //! a message that can never succeed is answered 200 with the reason in the log (a non-2xx would only send it round
 //! the retry loop into the poison queue); a subscription that is not ours is dropped with a security line.
 //!
-//! Every message goes in as the real host sends it (JSON-encoded twice, `tests/support/functions_host.rs`) and, where
+//! Every message goes in as the real host sends it (JSON-encoded twice, `tests/support/src/functions_host.rs`) and, where
 //! a test says so, also encoded once (the Learn sample) and as an object: each form must meet the same fate.
 
 use std::sync::atomic::Ordering;
@@ -250,7 +250,7 @@ fn could_be_a_message(text: &str) -> bool {
     }
 }
 
-/// No host sends these (the real host sends a string, `tests/support/functions_host.rs`); a damaged envelope could.
+/// No host sends these (the real host sends a string, `tests/support/src/functions_host.rs`); a damaged envelope could.
 #[test]
 fn a_message_that_is_not_a_string_or_an_object_is_dropped_naming_its_kind() {
     let rt = runtime();

@@ -3,8 +3,7 @@
 //! The `BlobStore` contract is written once (module `contract`) and run on both stores by `contract_tests!`; each
 //! Azurite test starts its own emulator on a free port.
 
-#[path = "../support/azurite.rs"]
-mod azurite;
+use certsync_test_support::azurite;
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 

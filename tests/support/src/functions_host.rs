@@ -1,6 +1,6 @@
 //! How the Azure Functions host converts what passes between the bindings and a custom handler, read from the host's
 //! source (`Azure/azure-functions-host`, `dev` at 89dc438d, October 2024) because the host cannot run here. The test
-//! host shim (`tests/api/host.rs`), the hostile suite and the benchmarks all go through these functions, so no test
+//! host shim (`tests/support/src/host.rs`), the hostile suite and the benchmarks all go through these functions, so no test
 //! relies on a form of the protocol that the real host does not produce.
 //!
 //! The rules, each with the file and method it comes from:

@@ -22,10 +22,7 @@ use std::time::{Duration, Instant};
 use graph_emulator::{AppRegistration, Directory, Emulator, EmulatorOptions, NewUser, RequestKind, Throttling};
 use serde_json::Value;
 
-#[allow(dead_code)] // The host rules shared with tests/; the benchmark uses the queue and HTTP conversions.
-#[path = "../tests/support/functions_host.rs"]
-mod functions_host;
-#[path = "sync/incremental.rs"]
+use certsync_test_support::functions_host;
 mod incremental;
 
 /// The certsync binary under measurement: `CERTSYNC_BENCH_BINARY`, else the one cargo built for this bench.

@@ -11,10 +11,24 @@ use certsync::storage::{AzureBlobStore, BlobStore, StorageConnection};
 use graph_emulator::{Emulator, EmulatorOptions};
 use serde_json::{Value, json};
 
-use super::azurite::Azurite;
-use super::functions_host::{self, HostLogLevel};
+use crate::azurite::Azurite;
+use crate::functions_host::{self, HostLogLevel};
 
-pub const BINARY: &str = env!("CARGO_BIN_EXE_certsync");
+/// The `certsync` binary cargo built for the tests: `target/<profile>/certsync`, beside the `deps/` folder the test
+/// executables run from (cargo builds a package's binaries for its integration tests). `CERTSYNC_BINARY` overrides it.
+pub fn binary() -> std::path::PathBuf {
+    if let Some(path) = std::env::var_os("CERTSYNC_BINARY") {
+        return path.into();
+    }
+    let exe = std::env::current_exe().expect("the test executable's path");
+    let profile = exe.parent().and_then(std::path::Path::parent).expect("target/<profile>/deps/<test>");
+    profile.join(format!("certsync{}", std::env::consts::EXE_SUFFIX))
+}
+
+/// A temporary folder, removed when dropped.
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new().prefix("certsync-test-").tempdir().expect("create a temporary folder")
+}
 
 /// The emulator seeded with the demo scenario, Azurite, and the settings pointing at both.
 pub struct World {
@@ -22,24 +36,7 @@ pub struct World {
     pub world: DemoWorld,
     pub azurite: Azurite,
     pub env: HashMap<String, String>,
-    _folder: tempdir::Dir,
-}
-
-pub mod tempdir {
-    /// A temporary folder removed on drop.
-    pub struct Dir(pub std::path::PathBuf);
-    impl Dir {
-        pub fn new() -> Self {
-            let path = std::env::temp_dir().join(format!("certsync-test-{}", uuid::Uuid::new_v4().simple()));
-            std::fs::create_dir_all(&path).expect("create a temporary folder");
-            Self(path)
-        }
-    }
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+    _folder: tempfile::TempDir,
 }
 
 impl World {
@@ -51,8 +48,8 @@ impl World {
         let emulator = Emulator::start(options).await.expect("start the Graph emulator");
         let world = demo::seed(&emulator.directory());
         let azurite = Azurite::start().await;
-        let folder = tempdir::Dir::new();
-        let mut env = demo::settings_for(&emulator, &world, &folder.0.join("ca.pem")).expect("write the CA");
+        let folder = tempdir();
+        let mut env = demo::settings_for(&emulator, &world, &folder.path().join("ca.pem")).expect("write the CA");
         env.insert("AzureWebJobsStorage".into(), azurite.connection_string());
         env.insert("WEBHOOK_CLIENT_STATE".into(), "test-client-state".into());
         Self { emulator, world, azurite, env, _folder: folder }
@@ -125,7 +122,7 @@ fn listening_port(stdout: &str) -> Option<u16> {
 
 /// Starts `certsync <args>` with exactly `env` (nothing inherited but PATH), capturing stdout and stderr.
 pub fn spawn_binary(args: &[&str], env: &HashMap<String, String>) -> (Child, Output) {
-    let mut command = Command::new(BINARY);
+    let mut command = Command::new(binary());
     command.args(args).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default()).envs(env);
     command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = command.spawn().expect("start the certsync binary");
@@ -149,7 +146,7 @@ pub fn spawn_binary(args: &[&str], env: &HashMap<String, String>) -> (Child, Out
 }
 
 impl TestApp {
-    /// Starts `certsync serve` as the host does (`tests/support/functions_host.rs`): any HTTP answer to `GET /`
+    /// Starts `certsync serve` as the host does (`tests/support/src/functions_host.rs`): any HTTP answer to `GET /`
     /// within 30 s means ready; a process that exits or stays silent is restarted up to 3 times, then the host gives
     /// up, and so does this. The handler must also answer that probe with a 2xx, which is the product's promise.
     pub async fn spawn(env: &HashMap<String, String>) -> Self {

@@ -4,8 +4,6 @@
 //! The executable comes from `$AZURITE_BIN` (set by `scripts/test`, which installs the npm package `azurite` into
 //! `.tools/`), falling back to `<crate>/.tools/node_modules/.bin/azurite-blob`.
 
-#![allow(dead_code)] // Each test binary uses a different subset.
-
 use std::{
     net::{Ipv4Addr, TcpListener},
     path::PathBuf,
@@ -27,14 +25,16 @@ const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(20);
 pub struct Azurite {
     child: Option<Child>,
     port: u16,
-    workspace: PathBuf,
+    workspace: tempfile::TempDir,
 }
 
 impl Azurite {
     /// Start Azurite on a free port and wait until it accepts connections.
     pub async fn start() -> Azurite {
-        let workspace = std::env::temp_dir().join(format!("certsync-azurite-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&workspace).expect("create the Azurite workspace directory");
+        let workspace = tempfile::Builder::new()
+            .prefix("certsync-azurite-")
+            .tempdir()
+            .expect("create the Azurite workspace directory");
         let mut azurite = Azurite { child: None, port: free_port(), workspace };
         azurite.restart().await;
         azurite
@@ -50,11 +50,11 @@ impl Azurite {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.workspace.join("azurite.out"))
+            .open(self.workspace.path().join("azurite.out"))
             .expect("open the Azurite output file");
         let child = Command::new(&bin)
             .args(["--blobHost", "127.0.0.1", "--blobPort", &self.port.to_string(), "--location"])
-            .arg(&self.workspace)
+            .arg(self.workspace.path())
             .args(["--silent", "--skipApiVersionCheck", "--loose", "--disableTelemetry"])
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone the output file handle"))
@@ -84,7 +84,7 @@ impl Azurite {
 
     /// What Azurite printed (for failure messages).
     pub fn output(&self) -> String {
-        std::fs::read_to_string(self.workspace.join("azurite.out")).unwrap_or_default()
+        std::fs::read_to_string(self.workspace.path().join("azurite.out")).unwrap_or_default()
     }
 
     pub fn port(&self) -> u16 {
@@ -133,7 +133,6 @@ impl Azurite {
 impl Drop for Azurite {
     fn drop(&mut self) {
         self.stop();
-        let _ = std::fs::remove_dir_all(&self.workspace);
     }
 }
 
@@ -142,7 +141,8 @@ fn azurite_bin() -> PathBuf {
     if let Some(bin) = std::env::var_os("AZURITE_BIN").filter(|bin| !bin.is_empty()) {
         return PathBuf::from(bin);
     }
-    let local = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".tools/node_modules/.bin/azurite-blob");
+    // The project's root, two levels above this crate (tests/support).
+    let local = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.tools/node_modules/.bin/azurite-blob");
     if local.exists() {
         return local;
     }
@@ -153,7 +153,8 @@ fn azurite_bin() -> PathBuf {
     );
 }
 
-/// A port that was free a moment ago: bind port 0, read the port, release it.
+/// A port that was free a moment ago: bind port 0, read the port, release it. Azurite needs its port before it starts,
+/// and the same one again on a restart (so its clients keep their endpoint), so port 0 cannot be handed to it.
 fn free_port() -> u16 {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind an ephemeral port");
     listener.local_addr().expect("local address of the listener").port()

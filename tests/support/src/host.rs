@@ -1,5 +1,5 @@
 //! A stand-in for the Azure Functions host between Graph (the emulator) and the real binary, since the host itself
-//! cannot run here. Every conversion it applies is the real host's, from `tests/support/functions_host.rs`, where
+//! cannot run here. Every conversion it applies is the real host's, from `tests/support/src/functions_host.rs`, where
 //! each rule cites the host's source file and method:
 //! - the HTTP trigger (`authLevel: function`): a raw POST to `/api/function-webhook` is refused with 401 unless its
 //!   `?code=` is the function key; otherwise it is wrapped in the envelope the host builds (`GetRequestAsJObject`),
@@ -26,7 +26,7 @@ use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use super::functions_host::{self, Dequeued, HttpTriggerRequest};
+use crate::functions_host::{self, Dequeued, HttpTriggerRequest};
 
 /// host.json `extensions.queues`.
 pub const MAX_DEQUEUE_COUNT: u64 = 5;
@@ -307,11 +307,12 @@ async fn invoke(shared: &Shared, message: &QueueMessage) -> (u16, Value) {
 }
 
 /// The rules of `functions_host` checked against the host's own tests and source, where they exist.
+#[cfg(test)]
 mod rules {
     use serde_json::{Value, json};
     use time::OffsetDateTime;
 
-    use super::functions_host::*;
+    use crate::functions_host::*;
     #[test]
     fn a_string_is_json_encoded_once_more_as_the_hosts_own_test_asserts() {
         // GetHttpScriptInvocationContextValueTest_String.
