@@ -4,7 +4,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
-use crate::options::{FaultKind, Faults};
+use crate::options::{FaultKind, Faults, OddAnswers};
 
 const ALL_KINDS: [FaultKind; 4] =
     [FaultKind::Throttle429, FaultKind::Internal500, FaultKind::Unavailable503, FaultKind::Timeout];
@@ -29,6 +29,9 @@ pub struct InjectedFaults {
     pub token: u64,
     pub notifications_dropped: u64,
     pub notifications_duplicated: u64,
+    /// `200 OK` answers served with odd content ([`crate::OddAnswers`]); not part of [`Self::total`], which the
+    /// `max_faults` budget counts.
+    pub odd_answers: u64,
 }
 
 impl InjectedFaults {
@@ -62,6 +65,16 @@ impl FaultState {
 
     pub(crate) fn injected(&self) -> &InjectedFaults {
         &self.injected
+    }
+
+    /// The odd answers in force, if any.
+    pub(crate) fn odd_answers(&self) -> Option<OddAnswers> {
+        (!self.faults.odd.is_none()).then(|| self.faults.odd.clone())
+    }
+
+    /// Counts `n` odd answers served.
+    pub(crate) fn served_odd(&mut self, n: usize) {
+        self.injected.odd_answers += n as u64;
     }
 
     fn hit(&mut self, rate: f64) -> bool {

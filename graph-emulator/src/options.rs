@@ -80,6 +80,9 @@ pub struct Faults {
     /// `None` is no limit. Past it the emulator is healthy again: "fails for a while, then recovers", or exactly N
     /// hung requests with [`FaultKind::Timeout`], without the test racing the requests to switch faults off.
     pub max_faults: Option<u64>,
+    /// `200 OK` answers whose content is not what the documentation promises (not drawn, not counted in
+    /// `max_faults`: each applies to every answer it fits while set).
+    pub odd: OddAnswers,
 }
 
 impl Default for Faults {
@@ -93,8 +96,49 @@ impl Default for Faults {
             seed: 0,
             retry_after_secs: None,
             max_faults: None,
+            odd: OddAnswers::default(),
         }
     }
+}
+
+/// Answers that are `200 OK` with content Graph's documentation does not allow: what a review found reading as
+/// "empty" or "gone" (issue 18), so a client must refuse them rather than write from them.
+///
+/// - A member listing with `$count=true` carries the collection's size in `@odata.count` and every member once over
+///   its pages [group-list-members] [paging]; a short page leaves out a member the count still counts.
+/// - A user member is a user with the properties `$select` asked for [group-list-members]; only the
+///   "limited information" of an object the app may not read has just `@odata.type` and `id` [permissions-overview].
+/// - `@odata.nextLink` is "a URL" [paging], never a number.
+/// - `authorizationInfo` is a complex property that is always there when selected, and its `certificateUserIds` a
+///   collection of strings [user resource type, authorizationInfo resource type].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct OddAnswers {
+    /// Each member page leaves out its last user while `@odata.count` still counts it.
+    pub short_member_pages: bool,
+    /// User members are listed with only `@odata.type` and `id`, whatever `$select` asked for.
+    pub members_without_fields: bool,
+    /// Every member page carries `"@odata.nextLink": 1` in place of its link (or of none, on the last page).
+    pub malformed_next_link: bool,
+    /// These users' `authorizationInfo`, by user id, is shown in the odd way given, in member listings and user reads.
+    pub authorization_info: std::collections::BTreeMap<String, OddAuthorizationInfo>,
+}
+
+impl OddAnswers {
+    pub fn is_none(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// How a user's `authorizationInfo` is shown when it is not as documented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OddAuthorizationInfo {
+    /// The property is left out although `$select` asked for it.
+    Absent,
+    /// `"authorizationInfo": null`.
+    Null,
+    /// `"authorizationInfo": {"certificateUserIds": "…"}`: one string, not a collection.
+    NotAList,
 }
 
 /// Which answer an expired or unknown delta token gets. [delta-query-overview] documents all three.

@@ -353,6 +353,17 @@ impl BlobStore for AzureBlobStore {
         }
     }
 
+    #[tracing::instrument(skip_all, fields(blob = %name))]
+    async fn delete(&self, name: &str) -> Result<bool, StorageError> {
+        match self.client.blob_client(name).delete(None).await {
+            Ok(_) => Ok(true),
+            Err(error) if code_of(&error) == Some("BlobNotFound") => Ok(false),
+            // "Delete Blob": a leased blob needs its lease id, else 412 LeaseIdMissing.
+            Err(error) if status_of(&error) == Some(412) => Err(StorageError::LeaseHeld { blob: name.to_owned() }),
+            Err(error) => Err(self.unavailable("delete", name, &error)),
+        }
+    }
+
     #[tracing::instrument(skip_all, fields(blob = %prefix))]
     async fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
         let options = BlobContainerClientListBlobsOptions {

@@ -378,6 +378,23 @@ impl BlobStore for LocalDirStore {
         .await
     }
 
+    #[tracing::instrument(skip_all, fields(blob = %name))]
+    async fn delete(&self, name: &str) -> Result<bool, StorageError> {
+        let blob = name.to_owned();
+        self.locked("delete", name, move |paths| {
+            let io = |error: io::Error| unavailable("delete", &blob, &error);
+            if leased(paths).map_err(io)? {
+                return Err(StorageError::LeaseHeld { blob });
+            }
+            match fs::remove_file(&paths.blob) {
+                Ok(()) => Ok(true),
+                Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(false),
+                Err(error) => Err(io(error)),
+            }
+        })
+        .await
+    }
+
     #[tracing::instrument(skip_all, fields(blob = %prefix))]
     async fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
         let root = self.root.clone();

@@ -142,6 +142,10 @@ pub trait BlobStore: Send + Sync + fmt::Debug {
 
     /// Names of the blobs starting with `prefix`, sorted.
     async fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError>;
+
+    /// Removes the blob: `Ok(false)` if there was none, [`StorageError::LeaseHeld`] while it is leased. Nothing in a
+    /// run deletes state; this is what an operator (or the fault suite, playing one) does to a ledger.
+    async fn delete(&self, name: &str) -> Result<bool, StorageError>;
 }
 
 #[cfg(test)]

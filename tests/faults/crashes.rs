@@ -44,6 +44,7 @@ async fn killed_at_a_random_point(seed: u64, point: KillPoint) -> (u64, usize) {
         None => !s.user_writes().is_empty(),
     };
 
+    let before = s.before_run().await;
     let (mut child, output) = s.spawn_sync();
     let deadline = Instant::now() + Duration::from_secs(30);
     while !reached(&s) && child.try_wait().ok().flatten().is_none() {
@@ -55,6 +56,7 @@ async fn killed_at_a_random_point(seed: u64, point: KillPoint) -> (u64, usize) {
     let _ = child.kill();
     let _ = child.wait();
     let writes = s.user_writes().len();
+    s.after_run(&before, &format!("the run killed at {point:?}"));
     s.phase(&format!(
         "killed at {point:?} + {delay:?}: {} Graph requests, {writes} user writes{}",
         graph_requests(&s),

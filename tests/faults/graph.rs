@@ -100,6 +100,7 @@ async fn the_token_endpoint_failing_for_both_tenants_holds_every_write_back_then
     let before = s.directory().users(TENANT_B);
 
     s.faults(Faults { token_error_rate: 1.0, ..Faults::default() });
+    let checked = s.before_run().await;
     let (child, output) = s.spawn_sync();
     let token_failures = || s.requests().iter().filter(|r| r.kind == RequestKind::Token && r.status >= 500).count();
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -112,6 +113,7 @@ async fn the_token_endpoint_failing_for_both_tenants_holds_every_write_back_then
     assert_eq!(s.directory().users(TENANT_B), before);
     s.faults(Faults::default());
     let recovered = finish(child, output).await;
+    s.after_run(&checked, "the run that waited for the token endpoint");
     s.phase(&format!("the run that waited for the token endpoint: {}", recovered.status()));
     assert_eq!(recovered.status(), "succeeded", "the run waited out the outage: {}", recovered.report);
 

@@ -75,8 +75,8 @@ impl Model {
         self.source.iter_mut().find(|u| u.id == id).expect("a Tenant A user of the model")
     }
 
-    /// One complete, successful run: every Tenant B user's final list (also kept as the model's new state).
-    pub fn converge(&mut self) -> BTreeMap<String, Vec<String>> {
+    /// What the run wants for each Tenant B user, in order: `None` leaves it exactly as it is.
+    fn wants(&self) -> Vec<Option<Vec<String>>> {
         let mut sources: BTreeMap<String, Vec<&SourceUser>> = BTreeMap::new();
         for user in self.source.iter().filter(|u| u.member) {
             sources.entry(key_of(&user.upn)).or_default().push(user);
@@ -99,6 +99,23 @@ impl Model {
                 _ => Some(Vec::new()),
             });
         }
+        wants
+    }
+
+    /// The Tenant B users matched one-to-one to a Tenant A user: no run may take a value from them.
+    pub fn matched(&self) -> BTreeSet<String> {
+        let wants = self.wants();
+        self.target
+            .iter()
+            .zip(&wants)
+            .filter(|(_, wanted)| wanted.as_ref().is_some_and(|w| !w.is_empty()))
+            .map(|(user, _)| user.id.clone())
+            .collect()
+    }
+
+    /// One complete, successful run: every Tenant B user's final list (also kept as the model's new state).
+    pub fn converge(&mut self) -> BTreeMap<String, Vec<String>> {
+        let wants = self.wants();
 
         // Removals first: a value freed here may be given to another user below.
         let mut kept: Vec<Vec<String>> = Vec::new();
@@ -200,6 +217,43 @@ pub fn assert_converged(
     assert!(problems.is_empty(), "Tenant B is not in the expected state:\n{problems}");
 }
 
+/// Tenant B and the ledger just before a run: [`assert_nothing_lost`] checks the run against it.
+#[derive(Debug, Clone)]
+pub struct BeforeRun {
+    /// Every Tenant B user's values.
+    pub values: BTreeMap<String, Vec<String>>,
+    /// The ledger's entries (user id → values the tool owns); `None` when storage could not be read, so the run could
+    /// not read it either and may remove nothing at all.
+    pub ledger: Option<BTreeMap<String, Vec<String>>>,
+    /// The users the model matches one-to-one.
+    pub matched: BTreeSet<String>,
+}
+
+/// The invariants of **every** run, whatever faults it met (issue 18): no value missing from the ledger is removed,
+/// and no user still matched loses a value. A user deleted during the run is not a loss.
+pub fn assert_nothing_lost(before: &BeforeRun, after: &BTreeMap<String, Vec<String>>, run: &str) {
+    let mut problems = String::new();
+    for (id, values) in &before.values {
+        let Some(now) = after.get(id) else { continue };
+        let owned = before.ledger.as_ref().map(|ledger| ledger.get(id).map(Vec::as_slice).unwrap_or_default());
+        for value in values.iter().filter(|v| !now.contains(v)) {
+            if before.matched.contains(id) {
+                let _ = writeln!(problems, "user {id} is still matched but lost {value}");
+            }
+            match owned {
+                Some(owned) if owned.contains(value) => {}
+                Some(_) => {
+                    let _ = writeln!(problems, "user {id} lost {value}, which the ledger did not hold before the run");
+                }
+                None => {
+                    let _ = writeln!(problems, "user {id} lost {value} in a run that could not read the ledger");
+                }
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{run} took values it must not take:\n{problems}");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -259,6 +313,46 @@ mod tests {
         let model = Model { source: vec![], target: vec![user] };
         let expected = BTreeMap::from([(id, vec!["X509:<SKI>00aa".to_owned(), "X509:<S>CN=u1".to_owned()])]);
         assert_converged(&directory, "b", &model, &expected);
+    }
+
+    fn before(values: &[(&str, &[&str])], ledger: Option<&[(&str, &[&str])]>, matched: &[&str]) -> BeforeRun {
+        let map = |entries: &[(&str, &[&str])]| -> BTreeMap<String, Vec<String>> {
+            entries.iter().map(|(id, v)| (id.to_string(), v.iter().map(|v| v.to_string()).collect())).collect()
+        };
+        BeforeRun {
+            values: map(values),
+            ledger: ledger.map(map),
+            matched: matched.iter().map(|id| id.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn a_run_may_remove_what_the_ledger_held_from_a_user_no_longer_matched() {
+        let before = before(&[("b1", &["ours", "admin"]), ("gone", &["x"])], Some(&[("b1", &["ours"])]), &[]);
+        let after = BTreeMap::from([("b1".to_owned(), vec!["admin".to_owned()])]);
+        assert_nothing_lost(&before, &after, "the run");
+    }
+
+    #[test]
+    #[should_panic(expected = "user b1 lost admin, which the ledger did not hold before the run")]
+    fn a_run_that_removes_a_value_missing_from_the_ledger_is_caught() {
+        let before = before(&[("b1", &["ours", "admin"])], Some(&[("b1", &["ours"])]), &[]);
+        let after = BTreeMap::from([("b1".to_owned(), vec!["ours".to_owned()])]);
+        assert_nothing_lost(&before, &after, "the run");
+    }
+
+    #[test]
+    #[should_panic(expected = "user b1 is still matched but lost ours")]
+    fn a_still_matched_user_losing_even_an_owned_value_is_caught() {
+        let before = before(&[("b1", &["ours"])], Some(&[("b1", &["ours"])]), &["b1"]);
+        assert_nothing_lost(&before, &BTreeMap::from([("b1".to_owned(), vec![])]), "the run");
+    }
+
+    #[test]
+    #[should_panic(expected = "in a run that could not read the ledger")]
+    fn without_a_readable_ledger_no_removal_is_allowed() {
+        let before = before(&[("b1", &["ours"])], None, &[]);
+        assert_nothing_lost(&before, &BTreeMap::from([("b1".to_owned(), vec![])]), "the run");
     }
 
     #[test]

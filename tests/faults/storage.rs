@@ -20,6 +20,7 @@ async fn azurite_stopped_mid_run_and_restarted_loses_no_ownership_and_converges_
     let stop_after = s.rng.random_range(1..=20);
 
     // Storage goes away at a random point of the run (reads, ledger claim, writes, settle, log upload).
+    let before = s.before_run().await;
     let (child, output) = s.spawn_sync();
     let deadline = Instant::now() + Duration::from_secs(30);
     while graph_requests(&s) < stop_after {
@@ -28,6 +29,7 @@ async fn azurite_stopped_mid_run_and_restarted_loses_no_ownership_and_converges_
     }
     s.azurite.stop_gracefully().await;
     let interrupted = finish(child, output).await;
+    s.after_run(&before, "the run that lost Azurite");
     println!("stopped Azurite after {stop_after} Graph requests; that run: {}", interrupted.status());
     assert_ne!(interrupted.status(), "no report", "the run ends with a report: {}", interrupted.output.stderr());
 

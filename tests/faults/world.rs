@@ -13,15 +13,19 @@ use std::process::Child;
 use std::time::{Duration, Instant};
 
 use certsync::demo::{self, DemoWorld, TENANT_A, TENANT_B};
+use certsync::storage::{AzureBlobStore, AzureBlobStoreOptions, BlobStore, StorageConnection};
 use graph_emulator::{Directory, Emulator, EmulatorOptions, Faults, NewUser, RequestRecord};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
+use secrecy::SecretString;
 use serde_json::Value;
 
 use super::azurite::Azurite;
 use super::helpers::{Output, spawn_binary, tempdir};
-use super::oracle::{Model, SourceUser, TEMPLATES, TargetUser, assert_converged, wanted_values};
+use super::oracle::{
+    BeforeRun, Model, SourceUser, TEMPLATES, TargetUser, assert_converged, assert_nothing_lost, wanted_values,
+};
 
 /// Matched pairs seeded before the baseline: "tens of users" keeps every scenario to seconds.
 const PAIRS: usize = 24;
@@ -40,6 +44,19 @@ impl Run {
     pub fn status(&self) -> &str {
         self.report["outcome"]["status"].as_str().unwrap_or("no report")
     }
+
+    /// Why the run failed or was skipped (`outcome.reason`), or "".
+    pub fn reason(&self) -> &str {
+        self.report["outcome"]["reason"].as_str().unwrap_or_default()
+    }
+}
+
+/// The state container of every scenario (`STATE_CONTAINER`'s default) and the tenant's ledger in it
+/// (docs/operations.md "A lost ownership ledger").
+pub const STATE_CONTAINER: &str = "certsync-state";
+
+pub fn ledger_blob() -> String {
+    format!("ledger/{TENANT_B}.json")
 }
 
 pub struct Scenario {
@@ -212,8 +229,8 @@ impl Scenario {
             .collect()
     }
 
-    /// What changes between the baseline and the fault phase (module doc). Fewer than 10 users lose values, so the
-    /// mass-removal threshold (counted from 10 users up) never holds a removal back.
+    /// What changes between the baseline and the fault phase (module doc). Four users of about 26 holding our values lose
+    /// them, under `REMOVAL_THRESHOLD_PERCENT`'s default 20 %, so the mass-removal threshold never holds a removal back.
     pub fn administer(&mut self) {
         let directory = self.directory();
         let mut pick = self.ordinary_pairs();
@@ -289,12 +306,51 @@ impl Scenario {
         spawn_binary(&["sync", "--json"], &self.env)
     }
 
-    /// One `certsync sync --json`, awaited without blocking the runtime (the emulator runs in this process).
+    /// One `certsync sync --json`, awaited without blocking the runtime (the emulator runs in this process), and
+    /// checked against the invariants of every run ([`assert_nothing_lost`]).
     pub async fn sync(&self) -> Run {
-        let (child, output) = self.spawn_sync();
+        self.sync_with(&[]).await
+    }
+
+    /// [`Self::sync`] with more arguments (`--accept-new-ledger`).
+    pub async fn sync_with(&self, args: &[&str]) -> Run {
+        let before = self.before_run().await;
+        let (child, output) = spawn_binary(&[&["sync", "--json"], args].concat(), &self.env);
         let run = finish(child, output).await;
         self.phase(&format!("sync: {}", run.status()));
+        self.after_run(&before, &format!("[{}] the run ending {}", self.name, run.status()));
         run
+    }
+
+    /// The state container, as the runs see it.
+    pub async fn state_store(&self) -> AzureBlobStore {
+        let connection = StorageConnection::ConnectionString(SecretString::from(self.azurite.connection_string()));
+        AzureBlobStore::connect(&connection, None, STATE_CONTAINER).await.expect("connect to Azurite")
+    }
+
+    /// Tenant B and the ledger now, for [`Self::after_run`]. A ledger that cannot be read (storage stopped) is
+    /// `None`; a missing one holds nothing.
+    pub async fn before_run(&self) -> BeforeRun {
+        let values = self.directory().users(TENANT_B).into_iter().map(|u| (u.id, u.certificate_user_ids)).collect();
+        let ledger = tokio::time::timeout(Duration::from_secs(5), self.read_ledger()).await.unwrap_or_default();
+        BeforeRun { values, ledger, matched: self.model.matched() }
+    }
+
+    async fn read_ledger(&self) -> Option<BTreeMap<String, Vec<String>>> {
+        let connection = StorageConnection::ConnectionString(SecretString::from(self.azurite.connection_string()));
+        let options = AzureBlobStoreOptions { max_retries: 0, ..AzureBlobStoreOptions::default() };
+        let store = AzureBlobStore::connect_with_options(&connection, None, STATE_CONTAINER, options).await.ok()?;
+        let Some(blob) = store.get(&ledger_blob()).await.ok()? else {
+            return Some(BTreeMap::new());
+        };
+        let document: Value = serde_json::from_slice(&blob.bytes).expect("the ledger is JSON");
+        Some(serde_json::from_value(document["users"].clone()).expect("the ledger maps user ids to values"))
+    }
+
+    /// Asserts the invariants of every run against the state before it.
+    pub fn after_run(&self, before: &BeforeRun, run: &str) {
+        let after = self.directory().users(TENANT_B).into_iter().map(|u| (u.id, u.certificate_user_ids)).collect();
+        assert_nothing_lost(before, &after, run);
     }
 
     /// Faults off, then the clean run (after any crashed run's lease has expired), the oracle's exact state, and a

@@ -158,6 +158,18 @@ mod contract {
         assert!(matches!(put, Err(StorageError::LeaseHeld { .. })), "{put:?}");
     }
 
+    pub async fn a_deleted_blob_is_gone_and_a_leased_one_is_kept(store: Arc<dyn BlobStore>) {
+        store.put("ledger/t.json", b"{}".to_vec(), "application/json").await.unwrap();
+        assert!(store.delete("ledger/t.json").await.unwrap(), "the blob existed");
+        assert_eq!(store.get("ledger/t.json").await.unwrap(), None);
+        assert!(!store.delete("ledger/t.json").await.unwrap(), "a second delete finds nothing");
+
+        let _lease = store.acquire_lease("locks/t.lock", Duration::from_secs(60)).await.unwrap().unwrap();
+        let refused = store.delete("locks/t.lock").await;
+        assert!(matches!(refused, Err(StorageError::LeaseHeld { .. })), "{refused:?}");
+        assert!(store.get("locks/t.lock").await.unwrap().is_some(), "the leased blob is still there");
+    }
+
     pub async fn corrupt_json_is_reported_and_left_untouched(store: Arc<dyn BlobStore>) {
         store.put("state.json", b"{not json".to_vec(), "application/json").await.unwrap();
         let before = store.get("state.json").await.unwrap().unwrap();
@@ -269,6 +281,7 @@ contract_tests!(
     acquire_creates_the_missing_blob_empty,
     released_lease_can_be_reacquired_and_renewed,
     leased_blob_cannot_be_written,
+    a_deleted_blob_is_gone_and_a_leased_one_is_kept,
     corrupt_json_is_reported_and_left_untouched,
     list_returns_sorted_names_under_a_prefix,
     upload_run_log_writes_the_text_and_json_blobs,

@@ -11,7 +11,8 @@ use super::error::GraphError;
 use super::query::{encode_skiptoken, is_eventual, skiptoken_position};
 use super::view::{MemberView, Readable, Selection};
 use super::{Ctx, ResponseBody, Success};
-use crate::directory::{ObjectKind, TenantData};
+use crate::directory::{ObjectKind, TenantData, lock};
+use crate::options::OddAnswers;
 
 /// Every member reachable from a group, nested groups included, each once, breadth first.
 pub(crate) fn transitive_members(data: &TenantData, group_id: &str) -> Vec<String> {
@@ -109,6 +110,24 @@ pub(super) fn list(
             page.push((id, kind));
         }
     }
+    let odd = lock(&ctx.state.faults).odd_answers();
+    if let Some(odd) = &odd {
+        let mut served = 0;
+        if odd.short_member_pages
+            && let Some(last) = page.iter().rposition(|(_, kind)| *kind == ObjectKind::User)
+        {
+            page.remove(last);
+            served += 1;
+        }
+        served += usize::from(odd.malformed_next_link);
+        served += page
+            .iter()
+            .filter(|(id, kind)| {
+                *kind == ObjectKind::User && (odd.members_without_fields || odd.authorization_info.contains_key(*id))
+            })
+            .count();
+        lock(&ctx.state.faults).served_odd(served);
+    }
     let rest = &list[position.min(list.len())..];
     let more = if cast.is_none() { !rest.is_empty() } else { rest.iter().any(|id| matches(id)) };
     let next_link =
@@ -130,6 +149,7 @@ pub(super) fn list(
         items: &page,
         selection: &selection,
         readable,
+        odd: odd.as_ref(),
     };
     Ok(Success::json_bytes(serde_json::to_vec(&body).unwrap_or_default()))
 }
@@ -142,6 +162,7 @@ struct Page<'a> {
     items: &'a [(&'a str, ObjectKind)],
     selection: &'a Selection,
     readable: Readable,
+    odd: Option<&'a OddAnswers>,
 }
 
 struct Items<'a>(&'a Page<'a>);
@@ -157,6 +178,7 @@ impl Serialize for Items<'_> {
                 kind: *kind,
                 selection: page.selection,
                 readable: page.readable,
+                odd: page.odd,
             })?;
         }
         seq.end()
@@ -170,7 +192,9 @@ impl Serialize for Page<'_> {
         if let Some(count) = self.count {
             map.serialize_entry("@odata.count", &count)?;
         }
-        if let Some(link) = &self.next_link {
+        if self.odd.is_some_and(|odd| odd.malformed_next_link) {
+            map.serialize_entry("@odata.nextLink", &1)?;
+        } else if let Some(link) = &self.next_link {
             map.serialize_entry("@odata.nextLink", link)?;
         }
         map.serialize_entry("value", &Items(self))?;

@@ -11,6 +11,7 @@ use super::error::GraphError;
 use super::query::{UserFilter, UserProperty, decode_skiptoken, encode_skiptoken, is_eventual, parse_user_filter};
 use super::view::{Selection, UserView};
 use super::{Ctx, Success};
+use crate::directory::lock;
 use crate::model::UserRecord;
 
 /// At most 10 values, each at most 1,024 characters. [concept-certificate-based-authentication-certificateuserids]
@@ -119,7 +120,7 @@ impl Serialize for UserItems<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut seq = serializer.serialize_seq(Some(self.0.len()))?;
         for user in self.0 {
-            seq.serialize_element(&UserView { user, selection: self.1, context: None })?;
+            seq.serialize_element(&UserView { user, selection: self.1, context: None, odd: None })?;
         }
         seq.end()
     }
@@ -145,7 +146,11 @@ pub(super) fn get(ctx: &Ctx<'_>, id: &str) -> Result<Success, GraphError> {
     let data = ctx.tenant.read();
     let user = data.find_user(id).ok_or_else(|| GraphError::not_found(id))?;
     let context = ctx.req.context("users/$entity");
-    Ok(Success::json(&UserView { user, selection: &selection, context: Some(&context) }))
+    let odd = lock(&ctx.state.faults).odd_answers();
+    if odd.as_ref().is_some_and(|odd| odd.authorization_info.contains_key(&user.id)) {
+        lock(&ctx.state.faults).served_odd(1);
+    }
+    Ok(Success::json(&UserView { user, selection: &selection, context: Some(&context), odd: odd.as_ref() }))
 }
 
 /// A validated PATCH: what to set.

@@ -7,6 +7,7 @@ use serde::ser::SerializeMap;
 use super::error::GraphError;
 use crate::directory::{ObjectKind, TenantData};
 use crate::model::UserRecord;
+use crate::options::{OddAnswers, OddAuthorizationInfo};
 
 /// A property of a user the emulator can show.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,8 +143,25 @@ struct AuthorizationInfo<'a> {
     certificate_user_ids: &'a [String],
 }
 
-fn write_user_prop<M: SerializeMap>(map: &mut M, user: &UserRecord, prop: &Prop) -> Result<(), M::Error> {
+fn write_user_prop<M: SerializeMap>(
+    map: &mut M,
+    user: &UserRecord,
+    prop: &Prop,
+    odd: Option<&OddAnswers>,
+) -> Result<(), M::Error> {
     match prop {
+        Prop::AuthorizationInfo => match odd.and_then(|odd| odd.authorization_info.get(&user.id)) {
+            None => map.serialize_entry(
+                "authorizationInfo",
+                &AuthorizationInfo { certificate_user_ids: &user.certificate_user_ids },
+            ),
+            Some(OddAuthorizationInfo::Absent) => Ok(()),
+            Some(OddAuthorizationInfo::Null) => map.serialize_entry("authorizationInfo", &()),
+            Some(OddAuthorizationInfo::NotAList) => map.serialize_entry(
+                "authorizationInfo",
+                &serde_json::json!({ "certificateUserIds": user.certificate_user_ids.join(",") }),
+            ),
+        },
         Prop::Id => map.serialize_entry("id", &user.id),
         Prop::UserPrincipalName => map.serialize_entry("userPrincipalName", &user.user_principal_name),
         Prop::DisplayName => map.serialize_entry("displayName", &user.display_name),
@@ -153,10 +171,6 @@ fn write_user_prop<M: SerializeMap>(map: &mut M, user: &UserRecord, prop: &Prop)
             map.serialize_entry("onPremisesSamAccountName", &user.on_premises_sam_account_name)
         }
         Prop::OnPremisesSyncEnabled => map.serialize_entry("onPremisesSyncEnabled", &user.on_premises_sync_enabled),
-        Prop::AuthorizationInfo => map.serialize_entry(
-            "authorizationInfo",
-            &AuthorizationInfo { certificate_user_ids: &user.certificate_user_ids },
-        ),
         Prop::BusinessPhones => map.serialize_entry("businessPhones", &[] as &[String]),
         Prop::AccountEnabled => map.serialize_entry("accountEnabled", &true),
         Prop::Null(name) => map.serialize_entry(name, &()),
@@ -173,6 +187,8 @@ pub(crate) struct UserView<'a> {
     pub selection: &'a Selection,
     /// `@odata.context`, for a single entity.
     pub context: Option<&'a str>,
+    /// Odd answers in force ([`OddAnswers::authorization_info`] applies here).
+    pub odd: Option<&'a OddAnswers>,
 }
 
 impl Serialize for UserView<'_> {
@@ -186,7 +202,7 @@ impl Serialize for UserView<'_> {
             Selection::Props(props) => props,
         };
         for prop in props {
-            write_user_prop(&mut map, self.user, prop)?;
+            write_user_prop(&mut map, self.user, prop, self.odd)?;
         }
         map.end()
     }
@@ -237,6 +253,8 @@ pub(crate) struct MemberView<'a> {
     pub kind: ObjectKind,
     pub selection: &'a Selection,
     pub readable: Readable,
+    /// Odd answers in force ([`OddAnswers::members_without_fields`] and `authorization_info` apply here).
+    pub odd: Option<&'a OddAnswers>,
 }
 
 impl Serialize for MemberView<'_> {
@@ -256,6 +274,7 @@ impl Serialize for MemberView<'_> {
             return map.end();
         }
         match self.kind {
+            ObjectKind::User if self.odd.is_some_and(|odd| odd.members_without_fields) => {}
             ObjectKind::User => {
                 if let Some(user) = self.data.users.get(self.id) {
                     let props: &[Prop] = match self.selection {
@@ -263,7 +282,7 @@ impl Serialize for MemberView<'_> {
                         Selection::Props(props) => props,
                     };
                     for prop in props.iter().filter(|p| **p != Prop::Id) {
-                        write_user_prop(&mut map, user, prop)?;
+                        write_user_prop(&mut map, user, prop, self.odd)?;
                     }
                 }
             }
