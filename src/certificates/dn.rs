@@ -7,8 +7,8 @@
 //!   `S` (not `ST`) for stateOrProvinceName, `E` (not `emailAddress`) for the PKCS #9 email attribute, `T`, `G`, `I`,
 //!   `SN`, `STREET`, `SERIALNUMBER`; an attribute without such a name is written `OID.<dotted>` as CryptoAPI does;
 //! - multi-valued RDNs: the values joined with `+`, in encoded order;
-//! - escaping: RFC 4514 §2.4: `\` before `,` `+` `"` `\` `<` `>` `;`, before a leading `#` or space and before a
-//!   trailing space. Escaping `<` and `>` also keeps a DN from forging the `<S>`/`<SR>` markers of the
+//! - escaping: RFC 4514 §2.4 ([`crate::domain::escape_dn_value`], shared with templates that put an attribute into a
+//!   DN). Escaping `<` and `>` also keeps a DN from forging the `<S>`/`<SR>` markers of the
 //!   IssuerAndSubject/IssuerAndSerialNumber patterns. Control characters are not escaped: such a value is refused by
 //!   `CertificateUserId::parse` and reported as not applicable;
 //! - a value that is not a character string (or does not decode) is written `#` + uppercase hex of its DER (RFC 4514).
@@ -17,6 +17,8 @@
 
 use x509_parser::asn1_rs::{Any, Class, Tag, ToDer};
 use x509_parser::x509::{AttributeTypeAndValue, X509Name};
+
+use crate::domain::escape_dn_value;
 
 /// A rendered DN and what was unusual about it (each flag becomes a note in the output).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -52,7 +54,7 @@ fn render_ava(ava: &AttributeTypeAndValue<'_>, out: &mut RenderedDn) -> String {
     };
     let value = match decode_string(ava.attr_value()) {
         Some(text) => {
-            let escaped = escape(&text);
+            let escaped = escape_dn_value(&text);
             out.escaped |= escaped != text;
             escaped
         }
@@ -123,48 +125,9 @@ pub(crate) fn decode_string(value: &Any<'_>) -> Option<String> {
     }
 }
 
-/// RFC 4514 §2.4 escaping (see the module doc).
-pub(crate) fn escape(value: &str) -> String {
-    let count = value.chars().count();
-    let mut out = String::with_capacity(value.len());
-    for (index, c) in value.chars().enumerate() {
-        let special = matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';')
-            || (index == 0 && (c == ' ' || c == '#'))
-            || (index + 1 == count && c == ' ');
-        if special {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn escaping_follows_rfc_4514() {
-        let cases = [
-            ("plain value", "plain value"),
-            ("Doe, John", "Doe\\, John"),
-            ("a+b", "a\\+b"),
-            ("say \"hi\"", "say \\\"hi\\\""),
-            ("back\\slash", "back\\\\slash"),
-            ("<S>", "\\<S\\>"),
-            ("a;b", "a\\;b"),
-            ("#1", "\\#1"),
-            ("a#1", "a#1"),
-            (" lead", "\\ lead"),
-            ("trail ", "trail\\ "),
-            (" ", "\\ "),
-            ("in side", "in side"),
-            ("", ""),
-        ];
-        for (raw, expected) in cases {
-            assert_eq!(escape(raw), expected, "{raw:?}");
-        }
-    }
 
     #[test]
     fn microsoft_names_are_used_for_state_and_email() {

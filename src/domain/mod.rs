@@ -6,6 +6,7 @@
 mod attribute;
 mod certificate_source;
 mod certificate_user_id;
+mod dn;
 mod ids;
 mod match_key;
 mod removal_threshold;
@@ -17,6 +18,7 @@ pub use certificate_source::{CertificateSource, KnownIssuer, SerialOrder, Sha1Re
 pub use certificate_user_id::{
     Binding, CertificateUserId, CertificateUserIdError, MAX_VALUE_CHARS, MAX_VALUES_PER_USER,
 };
+pub use dn::{escape_dn_value, escape_dn_value_part};
 pub use ids::{GroupId, IdError, ObjectId, TenantId, UserId};
 pub use match_key::MatchKey;
 pub use removal_threshold::RemovalThreshold;

@@ -11,7 +11,7 @@
 
 use std::fmt;
 
-use super::{Attribute, AttributeSource, Binding, CertificateUserId, CertificateUserIdError};
+use super::{Attribute, AttributeSource, Binding, CertificateUserId, CertificateUserIdError, escape_dn_value_part};
 
 /// A named, documented choice of templates (see README "Choosing the certificateUserIds mapping").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,8 +73,38 @@ pub enum TemplateError {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Part {
     Literal(String),
-    Attribute(Attribute),
+    Attribute(AttributePart),
     Certificate(CertificateField),
+}
+
+/// A Tenant A attribute in a template, and where it lands.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct AttributePart {
+    attribute: Attribute,
+    /// Inside a DN (after `<S>` or `<I>`, before `<SR>`): the value is escaped as DN values are ([`escape_dn_value_part`]).
+    in_dn: bool,
+    /// Right after `=`: the attribute starts a DN value (a leading `#` or space needs a `\`).
+    starts_value: bool,
+    /// Right before `,`, `+` or the end: the attribute ends a DN value (a trailing space needs a `\`).
+    ends_value: bool,
+}
+
+/// The binding markers a template's literal text may hold, and whether what follows each is a DN.
+const MARKERS: &[(&str, bool)] = &[
+    ("<SR>", false),
+    ("<S>", true),
+    ("<I>", true),
+    ("<PN>", false),
+    ("<RFC822>", false),
+    ("<SKI>", false),
+    ("<SHA1-PUKEY>", false),
+];
+
+/// Whether text after `literal` is inside a DN, given whether the text before it was.
+fn in_dn_after(literal: &str, before: bool) -> bool {
+    let last =
+        MARKERS.iter().filter_map(|(marker, dn)| literal.rfind(marker).map(|at| (at, *dn))).max_by_key(|(at, _)| *at);
+    last.map_or(before, |(_, dn)| dn)
 }
 
 /// A part of an issued certificate a template can read.
@@ -105,6 +135,11 @@ pub struct Template {
 pub enum RenderError {
     #[error("the Tenant A user has no {attribute}, which template {template:?} needs")]
     MissingAttribute { template: String, attribute: String },
+    #[error(
+        "the Tenant A user's {attribute} holds '<' or '>', which would change what kind of value template {template:?} \
+         writes: not written for this user"
+    )]
+    Marker { template: String, attribute: String },
     #[error("template {template:?} gives an invalid value for this user: {source}")]
     Invalid {
         template: String,
@@ -120,8 +155,10 @@ impl Template {
         let text = PRESETS.iter().find(|p| p.name == text).map_or(text, |p| p.template);
         let mut parts = Vec::new();
         let mut rest = text;
+        let mut in_dn = false;
         while let Some(open) = rest.find('{') {
             if open > 0 {
+                in_dn = in_dn_after(&rest[..open], in_dn);
                 parts.push(Part::Literal(rest[..open].to_owned()));
             }
             let after = &rest[open + 1..];
@@ -131,9 +168,20 @@ impl Template {
                 "issuer" => Part::Certificate(CertificateField::Issuer),
                 "serial" => Part::Certificate(CertificateField::Serial),
                 "sha1PublicKey" => Part::Certificate(CertificateField::Sha1PublicKey),
-                other => Part::Attribute(Attribute::from_placeholder(other).ok_or_else(|| {
-                    TemplateError::UnknownPlaceholder { template: text.to_owned(), name: other.to_owned() }
-                })?),
+                other => {
+                    let attribute = Attribute::from_placeholder(other).ok_or_else(|| {
+                        TemplateError::UnknownPlaceholder { template: text.to_owned(), name: other.to_owned() }
+                    })?;
+                    let follows = &after[close + 1..];
+                    Part::Attribute(AttributePart {
+                        attribute,
+                        in_dn,
+                        starts_value: rest[..open].ends_with('='),
+                        ends_value: follows.is_empty()
+                            || follows.starts_with([',', '+'])
+                            || follows.starts_with("<SR>"),
+                    })
+                }
             };
             parts.push(part);
             rest = &after[close + 1..];
@@ -157,7 +205,9 @@ impl Template {
             Err(RenderError::Invalid { source, .. }) => {
                 Err(TemplateError::Pattern { template: text.to_owned(), source })
             }
-            Err(RenderError::MissingAttribute { .. }) => unreachable!("the sample provides every attribute"),
+            Err(RenderError::MissingAttribute { .. } | RenderError::Marker { .. }) => {
+                unreachable!("the sample provides every attribute, without a marker")
+            }
         }
     }
 
@@ -174,7 +224,7 @@ impl Template {
 
     pub fn attributes(&self) -> impl Iterator<Item = &Attribute> {
         self.parts.iter().filter_map(|p| match p {
-            Part::Attribute(a) => Some(a),
+            Part::Attribute(a) => Some(&a.attribute),
             Part::Literal(_) | Part::Certificate(_) => None,
         })
     }
@@ -207,9 +257,25 @@ impl Template {
         for part in &self.parts {
             match part {
                 Part::Literal(text) => value.push_str(text),
-                Part::Attribute(attribute) => value.push_str(read(attribute).ok_or_else(|| {
-                    RenderError::MissingAttribute { template: self.source.clone(), attribute: attribute.to_string() }
-                })?),
+                Part::Attribute(part) => {
+                    let attribute = &part.attribute;
+                    let text = read(attribute).ok_or_else(|| RenderError::MissingAttribute {
+                        template: self.source.clone(),
+                        attribute: attribute.to_string(),
+                    })?;
+                    // The kind of value is read from its markers (`<S>`, `<SR>`, …): an attribute may not add one.
+                    if text.contains(['<', '>']) {
+                        return Err(RenderError::Marker {
+                            template: self.source.clone(),
+                            attribute: attribute.to_string(),
+                        });
+                    }
+                    if part.in_dn {
+                        value.push_str(&escape_dn_value_part(text, part.starts_value, part.ends_value));
+                    } else {
+                        value.push_str(text);
+                    }
+                }
                 Part::Certificate(field) => {
                     let fields = certificate.ok_or_else(|| RenderError::MissingAttribute {
                         template: self.source.clone(),
@@ -271,6 +337,28 @@ mod tests {
             assert!(err.contains(&format!("{{{}}}", attribute.placeholders()[0])), "{attribute:?}: {err}");
         }
         assert!(err.contains("{ext:<property>}"), "{err}");
+    }
+
+    #[test]
+    fn an_attribute_holding_a_marker_is_refused_for_that_user() {
+        for (template, attribute) in [("X509:<PN>{mail}", "x<SR>0a@contoso.com"), ("X509:<S>CN={ext:nick}", "a>b")] {
+            let user = TestUser(&[("mail", attribute), ("nick", attribute)]);
+            let template = Template::parse(template).unwrap();
+            let error = template.render(&user).unwrap_err();
+            assert!(matches!(error, RenderError::Marker { .. }), "{template}: {error}");
+            assert!(error.to_string().contains("'<' or '>'"), "{error}");
+        }
+    }
+
+    #[test]
+    fn attributes_inside_a_dn_are_escaped_and_elsewhere_written_as_they_are() {
+        let user = TestUser(&[("userPrincipalName", "#doe@a.example"), ("name", "Doe, John")]);
+        let render = |t: &str| Template::parse(t).unwrap().render(&user).unwrap().to_string();
+        assert_eq!(render("X509:<S>CN={ext:name}"), "X509:<S>CN=Doe\\, John");
+        assert_eq!(render("X509:<S>OU=x,CN={localpart}"), "X509:<S>OU=x,CN=\\#doe");
+        assert_eq!(render("X509:<S>CN=x{localpart}"), "X509:<S>CN=x#doe", "a # inside a value is plain");
+        assert_eq!(render("X509:<PN>{ext:name}"), "X509:<PN>Doe, John", "a principal name is not a DN");
+        assert_eq!(render("runbook"), "X509:<PN>CN=#doe", "the runbook's value is a principal name");
     }
 
     #[test]
