@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use super::ledger::Ledger;
 use super::plan::{Conflict, Plan, Skip, UserChange, merge, owned_after};
 use super::report::{ChangeResult, ChangeStatus, ErrorDetail};
-use crate::domain::{MAX_VALUES_PER_USER, Side, UserId};
+use crate::domain::{MAX_VALUES_PER_USER, MatchKey, Side, UserId};
 use crate::graph::{DirectoryUser, GraphClient, TARGET_SELECT};
 use crate::storage::{BlobStore, update_json};
 
@@ -64,6 +64,7 @@ pub async fn apply(
     state: &dyn BlobStore,
     ledger_blob: &str,
     permit: &dyn WritePermit,
+    match_key: &MatchKey,
 ) -> Applied {
     if plan.is_empty() {
         return Applied::default();
@@ -131,7 +132,7 @@ pub async fn apply(
                 applied.changes.extend(round.into_iter().map(|c| failed(c, error.clone())));
                 continue;
             }
-            if let Err((round, error)) = write_round(round, target, &mut applied).await {
+            if let Err((round, error)) = write_round(round, target, match_key, &mut applied).await {
                 applied.changes.extend(round.into_iter().map(|c| failed(c, error.clone())));
                 reread_failed = Some(error);
             }
@@ -181,10 +182,16 @@ pub async fn apply(
 async fn write_round(
     round: Vec<UserChange>,
     target: &GraphClient,
+    match_key: &MatchKey,
     applied: &mut Applied,
 ) -> Result<(), (Vec<UserChange>, ErrorDetail)> {
     let ids: Vec<UserId> = round.iter().map(|c| c.user.id.clone()).collect();
-    let fresh: BTreeMap<UserId, Option<DirectoryUser>> = match target.get_users(&ids, TARGET_SELECT).await {
+    let mut select = TARGET_SELECT.to_vec();
+    let key_property = match_key.attribute().graph_property();
+    if !select.contains(&key_property) {
+        select.push(key_property);
+    }
+    let fresh: BTreeMap<UserId, Option<DirectoryUser>> = match target.get_users(&ids, &select).await {
         Ok(users) => users.into_iter().collect(),
         Err(error) => {
             let message = format!("not written: re-reading the users before writing failed ({error})");
@@ -226,6 +233,18 @@ async fn write_round(
                      certificateUserIds can only be set through Microsoft Entra Connect",
                 ),
             ));
+            continue;
+        }
+        // Renamed since the plan (a new UPN, mail, employeeId…): the values were meant for whoever had the old key.
+        if let Some(planned) = &change.key
+            && match_key.key_of(user).as_ref() != Some(planned)
+        {
+            let now = match_key.key_of(user).unwrap_or_else(|| "none".to_owned());
+            let message = format!(
+                "not written: its {match_key} changed since the plan (was {planned:?}, now {now:?}); the next run matches \
+                 it again"
+            );
+            applied.changes.push(failed(change, not_written(&message)));
             continue;
         }
         let current = &user.certificate_user_ids;

@@ -66,6 +66,9 @@ pub struct UserChange {
     pub before: Vec<String>,
     pub add: Vec<String>,
     pub remove: Vec<String>,
+    /// The user's match key when planned, for a change that adds: apply reads it again just before writing, so a
+    /// user renamed in between never gets the values of whoever it was matched to (not in the report).
+    pub key: Option<String>,
 }
 
 impl UserChange {
@@ -586,7 +589,8 @@ pub fn plan(observed: &Observed, settings: &PlanSettings) -> Plan {
         }
         // One change per user that changes (every user of a first sync): no spare room in its lists.
         add.shrink_to_fit();
-        result.changes.push(UserChange { user: user_ref, before: current.clone(), add, remove });
+        let key = if add.is_empty() { None } else { settings.match_key.key_of(user) };
+        result.changes.push(UserChange { user: user_ref, before: current.clone(), add, remove, key });
     }
     // Every user of a first sync changes: the list grew by doubling.
     result.changes.shrink_to_fit();

@@ -254,7 +254,7 @@ impl Reconciler {
         if dry_run {
             return Ok(Applied::Planned { plan: summary, changes: plan.changes });
         }
-        let mut written = apply::apply(plan, target, state, &ledger_blob, permit).await;
+        let mut written = apply::apply(plan, target, state, &ledger_blob, permit, &sync.match_key).await;
         trail.notes.append(&mut written.notes);
         if anchor == Anchor::Due {
             trail.notes.extend(write_anchor(state, tenant, &ledger_blob).await);

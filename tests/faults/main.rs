@@ -28,6 +28,7 @@
 //! | `odd::an_accepted_new_ledger_removes_nothing_…` | `--accept-new-ledger` removes nothing, says what it means, and names who still holds a value written before |
 //! | `odd::a_tenant_b_user_matched_to_two_people_by_two_pairs_…` | held, both people named |
 //! | `odd::a_tenant_id_spelled_as_a_domain_…` | refused before Graph or storage is reached |
+//! | `odd::a_user_renamed_between_the_plan_and_the_write_…` | the re-read checks the match key again: not written |
 //!
 //! Randomness is seeded: each scenario prints its seed, and `FAULT_SEED=<n>` replays one.
 //!

@@ -257,3 +257,38 @@ async fn a_tenant_id_spelled_as_a_domain_is_refused_before_anything_is_read_or_w
     s.env.insert("TENANT_B_ID".into(), guid);
     s.converges().await;
 }
+
+/// A user renamed between the plan and its write (its UPN, so its match key, changes while the run is frozen after
+/// its first write) is not written: the values were meant for whoever held the old key. The next run matches again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_renamed_between_the_plan_and_the_write_is_not_written() {
+    let mut s = Scenario::start_with(
+        "renamed-before-write",
+        0x0D0A,
+        EmulatorOptions { latency: Duration::from_millis(25), ..EmulatorOptions::default() },
+    )
+    .await;
+    let renamed = s.model.target.iter().find(|u| u.upn == "new1@tenant-b.example").expect("a new pair").id.clone();
+    let before = s.before_run().await;
+    let (child, output) = s.spawn_sync();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    // The users losing values are written first, in a round of their own; the new pairs come in the next one.
+    while s.user_writes().is_empty() {
+        assert!(Instant::now() < deadline, "the run never wrote:\n{}", output.stderr());
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    signal(child.id(), "STOP");
+    let upn = "someone-else@tenant-b.example";
+    s.directory().update_user(TENANT_B, &renamed, |u| u.user_principal_name = upn.into());
+    s.model.target_mut(&renamed).upn = upn.into();
+    signal(child.id(), "CONT");
+    let run = finish(child, output).await;
+    s.after_run(&before, "the run that met a rename");
+
+    assert_eq!(run.status(), "completedWithFailures", "{}", run.report);
+    let change = run.report["changes"].as_array().into_iter().flatten().find(|c| c["user"]["id"] == renamed.as_str());
+    let message = change.and_then(|c| c["error"]["message"].as_str()).unwrap_or_default();
+    assert!(message.contains("changed since the plan"), "the renamed user is not written, and why: {}", run.report);
+    assert!(s.user_writes().iter().all(|w| !w.path.contains(renamed.as_str())), "no write reached the renamed user");
+    s.converges().await;
+}
