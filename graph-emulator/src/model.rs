@@ -20,6 +20,10 @@ pub struct UserRecord {
     pub certificate_user_ids: Vec<String>,
     /// Directory extension properties by full name (`extension_{appId}_{name}`).
     pub extensions: BTreeMap<String, String>,
+    /// `createdDateTime` (RFC 3339). Graph: "the date and time the user was created … read-only"; null for some users
+    /// created before 2018, when it could not be determined [user resource type]. Seeded users default to
+    /// [`NewUser::DEFAULT_CREATED`], so fixtures may backdate certificates freely.
+    pub created_date_time: Option<String>,
 }
 
 /// Builder of a user to seed: `NewUser::new("a@x").mail("a@x").certificate_user_ids(["X509:<PN>a@x"])`.
@@ -42,9 +46,19 @@ impl NewUser {
                 on_premises_sync_enabled: None,
                 certificate_user_ids: Vec::new(),
                 extensions: BTreeMap::new(),
+                created_date_time: Some(Self::DEFAULT_CREATED.to_owned()),
             },
             id_given: false,
         }
+    }
+
+    /// When a seeded user was created unless [`Self::created`] says otherwise.
+    pub const DEFAULT_CREATED: &'static str = "2020-01-01T00:00:00Z";
+
+    /// `createdDateTime` (RFC 3339), or `None` for the null Graph gives when it is not known.
+    pub fn created(mut self, at: Option<&str>) -> Self {
+        self.record.created_date_time = at.map(str::to_owned);
+        self
     }
 
     /// The object id; a random GUID when not given.

@@ -29,7 +29,7 @@ pub use error::{GraphError, operation};
 pub use intune_beta::{CertificateStateRecord, CloudCertificationAuthority, LeafCertificateRecord};
 pub use metrics::GraphMetrics;
 pub use subscriptions::{NewSubscription, Subscription};
-pub use users::{DirectoryUser, GroupMembers, MembershipScope, TARGET_SELECT, USER_SELECT};
+pub use users::{CREATED_DATE_TIME, DirectoryUser, GroupMembers, MembershipScope, TARGET_SELECT, USER_SELECT};
 
 /// `localhost` or a loopback address (127.0.0.0/8, ::1): the only hosts a token or a CA certificate may travel to
 /// over plain http (an emulator or Azurite on this machine).

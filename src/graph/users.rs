@@ -32,6 +32,10 @@ pub const USER_SELECT: &[&str] = &[
 /// other property would be read, parsed and held for each member and never used.
 pub const TARGET_SELECT: &[&str] = &["id", "userPrincipalName", "onPremisesSyncEnabled", "authorizationInfo"];
 
+/// A user's creation time [user resource type: "createdDateTime … read-only"; null when it could not be determined].
+/// Read on Tenant A users when a pair binds connector certificates, which name their user by UPN only.
+pub const CREATED_DATE_TIME: &str = "createdDateTime";
+
 /// Properties [`DirectoryUser`] needs whatever the caller selects.
 pub(crate) const REQUIRED_SELECT: &[&str] = &["id", "userPrincipalName"];
 
@@ -88,6 +92,12 @@ impl DirectoryUser {
     /// A selected property other than the named ones (an extension attribute, `displayName`…).
     pub fn extension(&self, name: &str) -> Option<&str> {
         self.attributes.as_ref()?.extensions.get(name).map(String::as_str)
+    }
+
+    /// `createdDateTime` when it was selected and Graph knew it (an unparsable one counts as unknown).
+    pub fn created(&self) -> Option<time::OffsetDateTime> {
+        let text = self.extension(CREATED_DATE_TIME)?;
+        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()
     }
 
     /// The attributes, to set one (fixtures and tests).

@@ -17,7 +17,9 @@ use super::ledger::LedgerState;
 use super::plan::{Observed, ObservedPair};
 use crate::config::SyncSettings;
 use crate::domain::{Attribute, CertificateSource, GroupId, Side, UserId};
-use crate::graph::{DirectoryUser, GraphClient, GraphError, GroupMembers, MembershipScope, TARGET_SELECT};
+use crate::graph::{
+    CREATED_DATE_TIME, DirectoryUser, GraphClient, GraphError, GroupMembers, MembershipScope, TARGET_SELECT,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ObserveError {
@@ -53,6 +55,10 @@ pub fn selects(settings: &SyncSettings) -> (Vec<String>, Vec<String>) {
         for attribute in template.attributes() {
             extra(attribute, &mut source);
         }
+    }
+    // Connector certificates name their user by UPN only: the creation time tells a reused UPN's new holder apart.
+    if settings.certificate_sources().contains(&CertificateSource::IntuneConnector) {
+        source.push(CREATED_DATE_TIME.to_owned());
     }
     let mut target: Vec<String> = TARGET_SELECT.iter().map(|s| s.to_string()).collect();
     extra(settings.match_key.attribute(), &mut target);

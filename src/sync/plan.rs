@@ -232,6 +232,13 @@ pub(super) fn owned_after(owned: &[String], change: &UserChange) -> Vec<String> 
     kept
 }
 
+/// Connector certificate states name their user by UPN only [intune-deviceconfig-manageddevicecertificatestate]:
+/// one issued before its Tenant A user existed belongs to an earlier holder of the UPN. A user whose creation time
+/// Graph does not know (null, documented for some older users) cannot be checked, and keeps its certificates.
+fn issued_before_user(certificate: &IssuedCertificate, user: &DirectoryUser) -> bool {
+    user.created().is_some_and(|created| certificate.not_before < created)
+}
+
 /// What one Tenant B user should hold, from every pair it is matched in. One per Tenant B user of the run, so what
 /// most users never have (certificates, a hold, a missing attribute) lives in a box allocated only when needed: at
 /// 100,000 users the unboxed fields were a fifth of a steady-state run's peak memory (BENCHMARKS.md).
@@ -399,7 +406,21 @@ pub fn plan(observed: &Observed, settings: &PlanSettings) -> Plan {
                 Some(_) => {}
             }
             let certificates: Vec<&IssuedCertificate> = match issued {
-                Some((_, Some(issued))) => issued.of(source).filter(|c| c.is_valid_at(observed.observed_at)).collect(),
+                Some((kind, Some(issued))) => {
+                    let mut usable = Vec::new();
+                    for certificate in issued.of(source).filter(|c| c.is_valid_at(observed.observed_at)) {
+                        if kind == CertificateSource::IntuneConnector && issued_before_user(certificate, source) {
+                            desire.details().missing.push(format!(
+                                "a connector certificate for {} was issued before this Tenant A user was created \
+                                 (the UPN was reused?): not bound",
+                                source.user_principal_name
+                            ));
+                            continue;
+                        }
+                        usable.push(certificate);
+                    }
+                    usable
+                }
                 Some((kind, None)) => {
                     desire.details().held =
                         Some(format!("the {kind} certificates were not read in this run: left unchanged"));

@@ -22,6 +22,7 @@ pub(crate) enum Prop {
     AuthorizationInfo,
     BusinessPhones,
     AccountEnabled,
+    CreatedDateTime,
     /// A user property the emulator does not model: shown as null.
     Null(&'static str),
     /// A directory extension (`extension_{appId}_{name}`): shown when the user has it.
@@ -47,7 +48,6 @@ const NULL_USER_PROPS: &[&str] = &[
     "onPremisesUserPrincipalName",
     "onPremisesSecurityIdentifier",
     "userType",
-    "createdDateTime",
     "deletedDateTime",
     "usageLocation",
     "otherMails",
@@ -82,6 +82,7 @@ fn parse_prop(name: &str) -> Option<Prop> {
         "authorizationinfo" => Prop::AuthorizationInfo,
         "businessphones" => Prop::BusinessPhones,
         "accountenabled" => Prop::AccountEnabled,
+        "createddatetime" => Prop::CreatedDateTime,
         _ if lower.starts_with("extension_") => Prop::Extension(name.to_owned()),
         _ => Prop::Null(NULL_USER_PROPS.iter().find(|p| p.eq_ignore_ascii_case(name))?),
     })
@@ -173,6 +174,7 @@ fn write_user_prop<M: SerializeMap>(
         Prop::OnPremisesSyncEnabled => map.serialize_entry("onPremisesSyncEnabled", &user.on_premises_sync_enabled),
         Prop::BusinessPhones => map.serialize_entry("businessPhones", &[] as &[String]),
         Prop::AccountEnabled => map.serialize_entry("accountEnabled", &true),
+        Prop::CreatedDateTime => map.serialize_entry("createdDateTime", &user.created_date_time),
         Prop::Null(name) => map.serialize_entry(name, &()),
         Prop::Extension(name) => match user.extensions.get(name) {
             Some(value) => map.serialize_entry(name, value),
@@ -326,6 +328,7 @@ fn write_null<M: SerializeMap>(map: &mut M, prop: &Prop) -> Result<(), M::Error>
         Prop::AuthorizationInfo => "authorizationInfo",
         Prop::BusinessPhones => "businessPhones",
         Prop::AccountEnabled => "accountEnabled",
+        Prop::CreatedDateTime => "createdDateTime",
         Prop::Null(name) => name,
         Prop::Extension(name) => name,
     };

@@ -106,6 +106,36 @@ mod certificates {
         assert_eq!(reversed.ledger_after(&Ledger::new()).owned(&alice_b.id).len(), 2);
     }
 
+    #[test]
+    fn a_connector_certificate_issued_before_its_user_was_created_is_not_bound() {
+        // Connector states name their user by UPN only: the first certificate was issued to an earlier holder.
+        let mut alice_a = user("alice@a.example").build();
+        alice_a
+            .attributes_mut()
+            .extensions
+            .insert(crate::graph::CREATED_DATE_TIME.into(), "2026-03-01T00:00:00Z".into());
+        let alice_b = user("alice@b.example").build();
+        let issued = issued_to(&alice_a, &[("01", 1, LATER), ("04", 4, LATER)]);
+        let mut observed =
+            with_certificates(observed(vec![alice_a.clone()], vec![alice_b], LedgerState::Missing), issued);
+        let cloud_pki = observed.issued.remove(&CertificateSource::CloudPki).unwrap();
+        observed.issued.insert(CertificateSource::IntuneConnector, cloud_pki);
+        observed.pairs[0].certificate_source = Some(CertificateSource::IntuneConnector);
+
+        let result = plan(&observed, &settings(&["issuer-serial"]));
+
+        assert_eq!(result.changes[0].after(), [value("04")], "only the certificate issued to this user is bound");
+        assert!(
+            result.skipped.iter().any(|s| s.reason.contains("issued before this Tenant A user was created")),
+            "{:?}",
+            result.skipped
+        );
+        // Without a creation time (Graph's null) there is nothing to compare: both are bound.
+        alice_a.attributes_mut().extensions.clear();
+        observed.pairs[0].source_users = vec![alice_a];
+        assert_eq!(plan(&observed, &settings(&["issuer-serial"])).changes[0].after().len(), 2);
+    }
+
     /// Certificates issued 25 days apart, the first serial the oldest, all valid until [`LATER`].
     fn one_after_another(serials: &[String]) -> Vec<(&str, u8, OffsetDateTime)> {
         serials.iter().enumerate().map(|(i, s)| (s.as_str(), i as u8, LATER)).collect()
