@@ -237,9 +237,10 @@ async fn write_round(
         }
         // Renamed since the plan (a new UPN, mail, employeeId…): the values were meant for whoever had the old key.
         if let Some(planned) = &change.key
-            && match_key.key_of(user).as_ref() != Some(planned)
+            && let now = match_key.key_of(user)
+            && now.as_ref() != Some(planned)
         {
-            let now = match_key.key_of(user).unwrap_or_else(|| "none".to_owned());
+            let now = now.unwrap_or_else(|| "none".to_owned());
             let message = format!(
                 "not written: its {match_key} changed since the plan (was {planned:?}, now {now:?}); the next run matches \
                  it again"

@@ -15,6 +15,7 @@ use certsync::demo::{TENANT_A, TENANT_B};
 use certsync::storage::BlobStore;
 use graph_emulator::{EmulatorOptions, Faults, NewUser, OddAnswers, OddAuthorizationInfo};
 
+use super::helpers::Output;
 use super::oracle::{SourceUser, TargetUser};
 use super::world::{Scenario, finish, ledger_blob};
 
@@ -111,12 +112,7 @@ async fn a_run_whose_lease_was_taken_over_mid_apply_stops_writing_and_fails() {
     .await;
     let before = s.before_run().await;
     let (child, output) = s.spawn_sync();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while s.user_writes().is_empty() {
-        assert!(Instant::now() < deadline, "run 1 never wrote:\n{}", output.stderr());
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    signal(child.id(), "STOP");
+    let deadline = freeze_after_first_write(&s, &child, &output).await;
     s.phase("run 1 frozen after its first write");
     // The lease lasts 15 s from its last renewal (docs/decisions.md), and a full sync does not wait for a held one.
     tokio::time::sleep(Duration::from_secs(15)).await;
@@ -138,6 +134,17 @@ async fn a_run_whose_lease_was_taken_over_mid_apply_stops_writing_and_fails() {
     assert!(first.reason().contains("lease was lost"), "{}", first.reason());
     assert_eq!(s.user_writes().len(), writes_before_thaw, "run 1 wrote nothing once thawed");
     s.converges().await;
+}
+
+/// Waits for the run's first user write and freezes it there (`SIGSTOP`); returns the deadline it waited against.
+async fn freeze_after_first_write(s: &Scenario, child: &std::process::Child, output: &Output) -> Instant {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while s.user_writes().is_empty() {
+        assert!(Instant::now() < deadline, "the run never wrote:\n{}", output.stderr());
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    signal(child.id(), "STOP");
+    deadline
 }
 
 fn signal(pid: u32, signal: &str) {
@@ -282,13 +289,8 @@ async fn a_user_renamed_between_the_plan_and_the_write_is_not_written() {
     let renamed = s.model.target.iter().find(|u| u.upn == "new1@tenant-b.example").expect("a new pair").id.clone();
     let before = s.before_run().await;
     let (child, output) = s.spawn_sync();
-    let deadline = Instant::now() + Duration::from_secs(60);
     // The users losing values are written first, in a round of their own; the new pairs come in the next one.
-    while s.user_writes().is_empty() {
-        assert!(Instant::now() < deadline, "the run never wrote:\n{}", output.stderr());
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    signal(child.id(), "STOP");
+    freeze_after_first_write(&s, &child, &output).await;
     let upn = "someone-else@tenant-b.example";
     s.directory().update_user(TENANT_B, &renamed, |u| u.user_principal_name = upn.into());
     s.model.target_mut(&renamed).upn = upn.into();

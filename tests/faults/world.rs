@@ -324,8 +324,11 @@ impl Scenario {
 
     /// The state container, as the runs see it.
     pub async fn state_store(&self) -> AzureBlobStore {
-        let connection = StorageConnection::ConnectionString(SecretString::from(self.azurite.connection_string()));
-        AzureBlobStore::connect(&connection, None, STATE_CONTAINER).await.expect("connect to Azurite")
+        AzureBlobStore::connect(&self.storage_connection(), None, STATE_CONTAINER).await.expect("connect to Azurite")
+    }
+
+    fn storage_connection(&self) -> StorageConnection {
+        StorageConnection::ConnectionString(SecretString::from(self.azurite.connection_string()))
     }
 
     /// Tenant B and the ledger now, for [`Self::after_run`]. A ledger that cannot be read (storage stopped) is
@@ -337,9 +340,10 @@ impl Scenario {
     }
 
     async fn read_ledger(&self) -> Option<BTreeMap<String, Vec<String>>> {
-        let connection = StorageConnection::ConnectionString(SecretString::from(self.azurite.connection_string()));
         let options = AzureBlobStoreOptions { max_retries: 0, ..AzureBlobStoreOptions::default() };
-        let store = AzureBlobStore::connect_with_options(&connection, None, STATE_CONTAINER, options).await.ok()?;
+        let store = AzureBlobStore::connect_with_options(&self.storage_connection(), None, STATE_CONTAINER, options)
+            .await
+            .ok()?;
         let Some(blob) = store.get(&ledger_blob()).await.ok()? else {
             return Some(BTreeMap::new());
         };
