@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use graph_emulator::scenario::Scenario;
-use graph_emulator::{Emulator, EmulatorOptions, Throttling};
+use graph_emulator::{Emulator, EmulatorOptions, Refill, Throttling};
 
 #[derive(Parser)]
 #[command(version, about = "An in-memory Microsoft Graph + Entra ID emulator")]
@@ -31,6 +31,9 @@ enum Command {
         /// Turn throttling off (the default follows Graph's documented budgets).
         #[arg(long)]
         no_throttling: bool,
+        /// How the budgets refill: continuous, sliding-window, fixed-window or fixed-window:<phase seconds>.
+        #[arg(long, default_value = "continuous")]
+        refill: Refill,
         /// Where to write the CA certificate (PEM); default: a file in the temporary directory.
         #[arg(long)]
         ca_out: Option<PathBuf>,
@@ -40,10 +43,11 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
-    let Command::Serve { scenario, port, latency_ms, no_throttling, ca_out } = Cli::parse().command;
+    let Command::Serve { scenario, port, latency_ms, no_throttling, refill, ca_out } = Cli::parse().command;
     let options = EmulatorOptions {
         latency: Duration::from_millis(latency_ms),
         throttling: if no_throttling { Throttling::Off } else { Throttling::Graph },
+        refill,
         ..EmulatorOptions::default()
     };
     let emulator = Emulator::start_on(options, port).await?;

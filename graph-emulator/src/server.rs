@@ -92,6 +92,7 @@ impl Emulator {
             signer: Signer::random(),
             latency: options.latency,
             throttling: options.throttling,
+            refill: options.refill,
             allow_http_notification_urls: options.allow_http_notification_urls,
             delivery_delay: options.delivery_delay,
             faults: Mutex::new(FaultState::new(options.faults)),

@@ -8,7 +8,7 @@ use url::Url;
 use crate::directory::Directory;
 use crate::faults::FaultState;
 use crate::jwt::Signer;
-use crate::options::Throttling;
+use crate::options::{Refill, Throttling};
 
 #[derive(Debug)]
 pub(crate) struct AppState {
@@ -16,6 +16,7 @@ pub(crate) struct AppState {
     pub signer: Signer,
     pub latency: Duration,
     pub throttling: Throttling,
+    pub refill: Refill,
     pub allow_http_notification_urls: bool,
     pub delivery_delay: Duration,
     pub faults: Mutex<FaultState>,

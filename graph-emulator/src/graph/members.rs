@@ -86,7 +86,9 @@ pub(super) fn list(
         if transitive { Cow::Owned(transitive_members(&data, group_id)) } else { Cow::Borrowed(&group.members) };
     let kind_of = |id: &str| data.objects.get(id).copied();
     let matches = |id: &str| cast.is_none_or(|k| kind_of(id) == Some(k));
-    let count_all = || if cast.is_none() { list.len() } else { list.iter().filter(|id| matches(id)).count() };
+    let listing = format!("{group_id}|{transitive}|{cast:?}");
+    let count_all =
+        || ctx.tenant.count_once(&listing, || list.iter().filter(|id| matches(id)).count());
     if count_only {
         let count = count_all();
         return Ok(Success {

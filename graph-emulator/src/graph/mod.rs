@@ -454,7 +454,10 @@ async fn run(state: &Arc<AppState>, req: &GraphRequest, seen: &mut Seen) -> Resu
     seen.cost = Some(cost);
     let users = tenant.read().user_count();
     let charged =
-        lock(&tenant.throttle).charge(&state.throttling, &claims.tid, users, &claims.appid, cost, Instant::now());
+        lock(&tenant.throttle).charge(
+        &state.throttling,
+        &state.refill,
+        &claims.tid, users, &claims.appid, cost, Instant::now());
     match charged {
         Ok(accepted) => seen.limit_percentage = accepted.limit_percentage,
         Err(throttled) => {
