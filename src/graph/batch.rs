@@ -17,6 +17,7 @@ use super::{
     GraphError,
     client::{GraphClient, GraphRequest},
     metrics::bump,
+    pacing::Answered,
     retry::{backoff, is_retryable_status, parse_retry_after},
 };
 
@@ -123,10 +124,21 @@ struct Pending {
     due: Instant,
 }
 
+/// A chunk's answer, with the items the pacer let go and those it held back for a later chunk.
+struct ChunkAnswer {
+    sent: Vec<Pending>,
+    held: Vec<Pending>,
+    answer: Result<HashMap<String, BatchItem>, GraphError>,
+}
+
 impl GraphClient {
     /// Runs `requests` through `$batch`, returning one outcome per request in input order. Each final answer goes
     /// through `finish` as soon as it arrives, so only what the caller keeps of it (a user, a status) outlives its
     /// batch: a run re-reading 100,000 users holds 100,000 users, not 100,000 JSON answers with their headers.
+    ///
+    /// Chunks of 20 go out as the client's [`Pacer`](super::pacing) allows, a bounded number in flight (the client's
+    /// own limit on concurrent requests, with room for chunks waiting on the pacer). Items answered 429/503/504 go
+    /// out again after their own `Retry-After`; a 429 also stops every other chunk for that long [throttling].
     pub(super) async fn run_batch<T>(
         &self,
         operation: &'static str,
@@ -138,142 +150,149 @@ impl GraphClient {
         let mut outcomes: Vec<Option<Result<T, GraphError>>> =
             std::iter::repeat_with(|| None).take(requests.len()).collect();
         let now = Instant::now();
-        let mut pending: Vec<Pending> =
+        // Items never sent, in input order, and items waiting to be sent again, each with its own due time.
+        let mut fresh: std::collections::VecDeque<Pending> =
             (0..requests.len()).map(|index| Pending { index, attempts: 0, waited: Duration::ZERO, due: now }).collect();
-
-        // Items sent per round. Graph refills its budgets continuously (e.g. 3,000 writes per 150 s = 20 per second)
-        // and gives every throttled item the same short Retry-After, so resending everything at once only buys another
-        // round of 429s. After a throttled round, send about what the last round got through; grow again while
-        // nothing is throttled [throttling: "reduce the frequency of calls"].
-        let mut window = requests.len().max(1);
-        // Once Graph has throttled this run: the gap to keep between rounds (the last Retry-After seen).
-        let mut pace: Option<Duration> = None;
-        while !pending.is_empty() {
-            let earliest = pending.iter().map(|item| item.due).min().expect("not empty");
+        let mut again: Vec<Pending> = Vec::new();
+        let in_flight = options.max_concurrency.saturating_mul(2).max(1);
+        let mut answers = FuturesUnordered::new();
+        loop {
             let now = Instant::now();
-            if earliest > now {
-                let wait = earliest - now;
-                debug!(wait_ms = wait.as_millis() as u64, items = pending.len(), "waiting for throttled batch items");
-                tokio::time::sleep_until(earliest).await;
-                metrics.record_wait(wait);
-            }
-            let now = Instant::now();
-            let (mut due, later): (Vec<Pending>, Vec<Pending>) = pending.into_iter().partition(|item| item.due <= now);
-            pending = later;
-            if due.len() > window {
-                // Oldest first, so no item starves behind retries.
-                due.sort_by_key(|item| item.index);
-                pending.extend(due.split_off(window));
-            }
-            let mut throttled_in_round = 0usize;
-            let mut done_in_round = 0usize;
-
-            // Answers are handled as they arrive, a bounded number of batches in flight (the client's own limit on
-            // concurrent requests, with room for batches waiting out a retry of their own): a round of 100,000
-            // items never holds 5,000 answers at once.
-            let in_flight = options.max_concurrency.saturating_mul(2).max(1);
-            let mut chunks = due.chunks(BATCH_SIZE);
-            let mut answers = FuturesUnordered::new();
-            loop {
-                while answers.len() < in_flight
-                    && let Some(chunk) = chunks.next()
+            while answers.len() < in_flight {
+                // Retries first, oldest first, so no item starves behind new ones.
+                again.sort_by_key(|item| std::cmp::Reverse(item.index));
+                let mut chunk = Vec::with_capacity(BATCH_SIZE);
+                let mut later = Vec::new();
+                while chunk.len() < BATCH_SIZE
+                    && let Some(item) = again.pop()
                 {
-                    answers.push(self.send_chunk(operation, &requests, chunk));
+                    if item.due <= now { chunk.push(item) } else { later.push(item) }
                 }
-                let Some((chunk, answer)) = answers.next().await else { break };
-                let mut items = match answer {
-                    Ok(items) => items,
-                    Err(error) => {
-                        for item in chunk {
-                            outcomes[item.index] = Some(Err(error.clone()));
-                        }
+                again.extend(later);
+                while chunk.len() < BATCH_SIZE
+                    && let Some(item) = fresh.pop_front()
+                {
+                    chunk.push(item);
+                }
+                if chunk.is_empty() {
+                    break;
+                }
+                answers.push(self.paced_chunk(operation, &requests, chunk));
+            }
+            let next_due = again.iter().map(|item| item.due).min();
+            let answer = match (answers.is_empty(), next_due) {
+                (true, None) => break,
+                (true, Some(due)) => {
+                    let wait = due.saturating_duration_since(Instant::now());
+                    debug!(wait_ms = wait.as_millis() as u64, items = again.len(), "waiting for throttled batch items");
+                    tokio::time::sleep_until(due).await;
+                    metrics.record_wait(wait);
+                    continue;
+                }
+                (false, None) => answers.next().await,
+                (false, Some(due)) => tokio::select! {
+                    answer = answers.next() => answer,
+                    () = tokio::time::sleep_until(due), if answers.len() < in_flight => continue,
+                },
+            };
+            let Some(ChunkAnswer { sent, held, answer }) = answer else { continue };
+            // Held back by the pacer (a probe went instead): they lead the next chunk.
+            for item in held.into_iter().rev() {
+                fresh.push_front(item);
+            }
+            let mut items = match answer {
+                Ok(items) => items,
+                Err(error) => {
+                    for item in sent {
+                        outcomes[item.index] = Some(Err(error.clone()));
+                    }
+                    continue;
+                }
+            };
+            for item in sent {
+                let answer = items.remove(&item.index.to_string());
+                let (status, retry_after, request_id) = match answer {
+                    Some(answer) if !is_retryable_status(answer.status) => {
+                        outcomes[item.index] = Some(Ok(finish(answer)));
                         continue;
+                    }
+                    Some(answer) => {
+                        bump(&metrics.throttled_responses, 1);
+                        let retry_after = answer.header("retry-after").and_then(|value| parse_retry_after(&value));
+                        (answer.status, retry_after, answer.header("request-id"))
+                    }
+                    // An item missing from the response: treat it as not done and send it again.
+                    None => {
+                        warn!(item = item.index, "the $batch response left an item out; sending it again");
+                        (0, None, None)
                     }
                 };
-                for item in chunk {
-                    let answer = items.remove(&item.index.to_string());
-                    let (status, retry_after, request_id) = match answer {
-                        Some(answer) if !is_retryable_status(answer.status) => {
-                            outcomes[item.index] = Some(Ok(finish(answer)));
-                            done_in_round += 1;
-                            continue;
-                        }
-                        Some(answer) => {
-                            bump(&metrics.throttled_responses, 1);
-                            throttled_in_round += 1;
-                            let retry_after = answer.header("retry-after").and_then(|value| parse_retry_after(&value));
-                            (answer.status, retry_after, answer.header("request-id"))
-                        }
-                        // An item missing from the response: treat it as not done and send it again.
-                        None => {
-                            warn!(item = item.index, "the $batch response left an item out; sending it again");
-                            (0, None, None)
-                        }
-                    };
-                    let attempts = item.attempts + 1;
-                    let delay =
-                        retry_after.unwrap_or_else(|| backoff(attempts, options.initial_backoff, options.max_backoff));
-                    // A 429 is Graph pacing us: keep going until the wait budget is spent ("continue to use the
-                    // recommended Retry-After delay and retry the request until it succeeds" [throttling]). Other
-                    // failures (503, 504, missing items) are bounded by attempts too.
-                    let out_of_attempts = status != 429 && attempts >= options.max_attempts;
-                    if out_of_attempts || item.waited + delay > options.max_total_wait {
-                        outcomes[item.index] = Some(Err(GraphError::Throttled {
-                            operation,
-                            attempts,
-                            waited: item.waited,
-                            status,
-                            request_id,
-                        }));
-                        continue;
-                    }
-                    bump(&metrics.retries, 1);
-                    pending.push(Pending {
-                        index: item.index,
-                        attempts,
-                        waited: item.waited + delay,
-                        due: Instant::now() + delay,
-                    });
+                let attempts = item.attempts + 1;
+                let delay =
+                    retry_after.unwrap_or_else(|| backoff(attempts, options.initial_backoff, options.max_backoff));
+                // A 429 is Graph pacing us: keep going until the wait budget is spent ("continue to use the
+                // recommended Retry-After delay and retry the request until it succeeds" [throttling]). Other
+                // failures (503, 504, missing items) are bounded by attempts too.
+                let out_of_attempts = status != 429 && attempts >= options.max_attempts;
+                if out_of_attempts || item.waited + delay > options.max_total_wait {
+                    outcomes[item.index] =
+                        Some(Err(GraphError::Throttled { operation, attempts, waited: item.waited, status, request_id }));
+                    continue;
                 }
-            }
-            // Graph's Retry-After is about the app's budget, not one item: nothing goes out before the earliest retry.
-            if throttled_in_round > 0
-                && let Some(resume) = pending.iter().filter(|item| item.attempts > 0).map(|item| item.due).min()
-            {
-                for item in &mut pending {
-                    item.due = item.due.max(resume);
-                }
-            }
-            if throttled_in_round > 0 {
-                window = done_in_round.max(1);
-                pace = pending
-                    .iter()
-                    .filter(|item| item.attempts > 0)
-                    .map(|item| item.due.saturating_duration_since(now))
-                    .min();
-            } else if let Some(gap) = pace {
-                // Paced: grow additively and keep the gap, probing the budget instead of overrunning it again.
-                window = (window + window / 4 + 1).min(requests.len().max(1));
-                let next = Instant::now() + gap;
-                for item in &mut pending {
-                    item.due = item.due.max(next);
-                }
-            } else {
-                window = window.saturating_mul(2).min(requests.len().max(1));
+                bump(&metrics.retries, 1);
+                again.push(Pending {
+                    index: item.index,
+                    attempts,
+                    waited: item.waited + delay,
+                    due: Instant::now() + delay,
+                });
             }
         }
 
         outcomes.into_iter().map(|outcome| outcome.expect("every item ends with an outcome")).collect()
     }
 
-    /// [`Self::send_batch`], answered with its chunk.
-    async fn send_chunk<'a>(
+    /// Waits for the pacer, sends what it lets go as one `$batch`, and tells it what Graph answered.
+    async fn paced_chunk(
         &self,
         operation: &'static str,
         requests: &[BatchRequest],
-        chunk: &'a [Pending],
-    ) -> (&'a [Pending], Result<HashMap<String, BatchItem>, GraphError>) {
-        (chunk, self.send_batch(operation, requests, chunk).await)
+        mut chunk: Vec<Pending>,
+    ) -> ChunkAnswer {
+        let writes = chunk.iter().filter(|item| requests[item.index].body.is_some()).count();
+        let asked = Instant::now();
+        let grant = self.inner.pacer.acquire(chunk.len(), writes).await;
+        self.inner.metrics.record_paced_wait(asked.elapsed());
+        let held = chunk.split_off(grant.items.min(chunk.len()));
+        let answer = self.send_batch(operation, requests, &chunk).await;
+        match &answer {
+            Ok(items) => {
+                let mut answered = Answered::default();
+                for (id, item) in items {
+                    if item.status == 429 {
+                        // No Retry-After: the client's first backoff, as for any retry without one.
+                        let retry_after = item
+                            .header("retry-after")
+                            .and_then(|value| parse_retry_after(&value))
+                            .unwrap_or(self.inner.options.initial_backoff);
+                        answered.throttled = Some(answered.throttled.map_or(retry_after, |r| r.max(retry_after)));
+                    } else if !is_retryable_status(item.status) {
+                        let is_write = id.parse::<usize>().ok().and_then(|i| requests.get(i)).is_some_and(|r| r.body.is_some());
+                        answered.accepted_writes += usize::from(is_write);
+                        let used = item
+                            .header("x-ms-throttle-limit-percentage")
+                            .and_then(|value| value.trim().parse::<f64>().ok())
+                            .filter(|used| used.is_finite());
+                        if let Some(used) = used {
+                            answered.limit_percentage = Some(answered.limit_percentage.map_or(used, |p| p.max(used)));
+                        }
+                    }
+                }
+                self.inner.pacer.answered(grant, answered);
+            }
+            Err(_) => self.inner.pacer.unanswered(grant),
+        }
+        ChunkAnswer { sent: chunk, held, answer }
     }
 
     /// One `POST /$batch` (itself retried as a whole by [`GraphClient::execute`]); answers keyed by item id.

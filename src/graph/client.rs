@@ -20,6 +20,7 @@ use super::{
     CloudEndpoints, GraphError, GraphMetrics, TenantCredential, build_credential,
     credentials::http_client,
     metrics::{Metrics, bump},
+    pacing::{Budget, Pacer, PacingFigures},
     page::Page,
     retry::{backoff, is_retryable_status, parse_retry_after},
 };
@@ -44,6 +45,10 @@ pub struct GraphOptions {
     pub extra_ca_pem: Option<String>,
     /// `v1.0` (or `beta`).
     pub api_version: String,
+    /// The app's write budget in the tenant, paced to before Graph throttles (`GRAPH_WRITE_BUDGET`).
+    pub write_budget: Budget,
+    /// The app's resource-unit budget in the tenant.
+    pub resource_unit_budget: Budget,
 }
 
 impl Default for GraphOptions {
@@ -57,6 +62,8 @@ impl Default for GraphOptions {
             max_backoff: Duration::from_secs(60),
             extra_ca_pem: None,
             api_version: "v1.0".to_owned(),
+            write_budget: Budget::GRAPH_WRITES,
+            resource_unit_budget: Budget::GRAPH_RESOURCE_UNITS,
         }
     }
 }
@@ -80,6 +87,8 @@ pub(super) struct Inner {
     pub(super) options: GraphOptions,
     permits: Semaphore,
     pub(super) metrics: Metrics,
+    /// When a `$batch` chunk may go: shared by every run of the process, as Graph's budget is.
+    pub(super) pacer: Pacer,
     /// Graph's clock minus ours, in milliseconds, from the last `Date` header (0 until one is seen).
     clock_offset_ms: AtomicI64,
     clock_known: AtomicBool,
@@ -196,6 +205,7 @@ impl GraphClient {
             .map_err(|error| GraphError::Configuration(format!("bad Graph endpoint {base}: {error}")))?;
         let http = http_client(options.extra_ca_pem.as_deref(), Some(options.request_timeout))?;
         let permits = Semaphore::new(options.max_concurrency);
+        let pacer = Pacer::new(options.write_budget, options.resource_unit_budget);
         Ok(Self {
             inner: Arc::new(Inner {
                 tenant,
@@ -208,6 +218,7 @@ impl GraphClient {
                 options,
                 permits,
                 metrics: Metrics::default(),
+                pacer,
                 clock_offset_ms: AtomicI64::new(0),
                 clock_known: AtomicBool::new(false),
             }),
@@ -221,6 +232,11 @@ impl GraphClient {
     /// What this client has sent so far and how Graph pushed back.
     pub fn metrics(&self) -> GraphMetrics {
         self.inner.metrics.snapshot()
+    }
+
+    /// What the write pacing did so far (for the run's throttling summary).
+    pub fn pacing(&self) -> PacingFigures {
+        self.inner.pacer.figures()
     }
 
     /// Graph's time: our clock corrected by the `Date` header of Graph's last answer. Subscription expirations are
@@ -359,6 +375,12 @@ impl GraphClient {
                     bump(&metrics.throttled_responses, 1);
                     let retry_after =
                         header(&response.headers, "retry-after").and_then(|value| parse_retry_after(&value));
+                    if response.status == 429
+                        && let Some(retry_after) = retry_after
+                    {
+                        // The Retry-After is about the app's budget in the tenant, not this one request.
+                        self.inner.pacer.stop_for(retry_after);
+                    }
                     let delay =
                         retry_after.unwrap_or_else(|| backoff(attempt, options.initial_backoff, options.max_backoff));
                     let failure = GraphError::Throttled {
@@ -467,8 +489,9 @@ impl GraphClient {
                 throttle.push(format!("{name}={value}"));
             }
         }
+        // One line per answer would be thousands per first sync: the run's summary line carries the figures.
         if !throttle.is_empty() {
-            warn!(headers = %throttle.join(", "), "Microsoft Graph reports this app is near or over a throttling limit");
+            debug!(headers = %throttle.join(", "), "Microsoft Graph reports this app is near or over a throttling limit");
         }
         if limit_percentage.is_some() || resource_unit.is_some() {
             self.inner.metrics.record_throttle_headers(limit_percentage, resource_unit);

@@ -30,6 +30,9 @@ pub struct GraphMetrics {
     /// Time spent waiting before retries (`Retry-After` or backoff), in milliseconds, summed over requests waiting
     /// at the same time (so it can exceed the run's duration).
     pub throttle_wait_ms: u64,
+    /// Time `$batch` chunks waited for the app's budget before they were sent (the pacing that keeps 429s away), in
+    /// milliseconds, summed over chunks waiting at the same time.
+    pub paced_wait_ms: u64,
     /// Distinct access tokens the credential handed out: 1 for a short run, more when a token was renewed. The
     /// credential caches tokens, so this is the number of token requests it made, not the number of lookups.
     pub tokens_acquired: u64,
@@ -55,6 +58,7 @@ impl std::ops::Sub for GraphMetrics {
             throttled_responses: self.throttled_responses.saturating_sub(before.throttled_responses),
             transport_errors: self.transport_errors.saturating_sub(before.transport_errors),
             throttle_wait_ms: self.throttle_wait_ms.saturating_sub(before.throttle_wait_ms),
+            paced_wait_ms: self.paced_wait_ms.saturating_sub(before.paced_wait_ms),
             tokens_acquired: self.tokens_acquired.saturating_sub(before.tokens_acquired),
             ..self
         }
@@ -71,6 +75,7 @@ pub(crate) struct Metrics {
     pub(crate) throttled_responses: AtomicU64,
     pub(crate) transport_errors: AtomicU64,
     pub(crate) throttle_wait_ms: AtomicU64,
+    pub(crate) paced_wait_ms: AtomicU64,
     pub(crate) tokens_acquired: AtomicU64,
     observed: Mutex<Observed>,
 }
@@ -99,6 +104,7 @@ impl Metrics {
             throttled_responses: read(&self.throttled_responses),
             transport_errors: read(&self.transport_errors),
             throttle_wait_ms: read(&self.throttle_wait_ms),
+            paced_wait_ms: read(&self.paced_wait_ms),
             tokens_acquired: read(&self.tokens_acquired),
             max_throttle_limit_percentage: observed.max_throttle_limit_percentage,
             last_resource_unit: observed.last_resource_unit,
@@ -107,6 +113,10 @@ impl Metrics {
 
     pub(crate) fn record_wait(&self, waited: std::time::Duration) {
         bump(&self.throttle_wait_ms, u64::try_from(waited.as_millis()).unwrap_or(u64::MAX));
+    }
+
+    pub(crate) fn record_paced_wait(&self, waited: std::time::Duration) {
+        bump(&self.paced_wait_ms, u64::try_from(waited.as_millis()).unwrap_or(u64::MAX));
     }
 
     /// Counts a token as new when its expiry differs from the last one seen.

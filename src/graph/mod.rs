@@ -17,6 +17,7 @@ mod error;
 mod intune_beta;
 mod json;
 mod metrics;
+mod pacing;
 mod page;
 mod retry;
 mod subscriptions;
@@ -28,6 +29,7 @@ pub use delta::GroupDelta;
 pub use error::{GraphError, operation};
 pub use intune_beta::{CertificateStateRecord, CloudCertificationAuthority, LeafCertificateRecord};
 pub use metrics::GraphMetrics;
+pub use pacing::{Budget, PacingFigures};
 pub use subscriptions::{NewSubscription, Subscription};
 pub use users::{CREATED_DATE_TIME, DirectoryUser, GroupMembers, MembershipScope, TARGET_SELECT, USER_SELECT};
 

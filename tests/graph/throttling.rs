@@ -37,9 +37,10 @@ async fn a_run_over_a_small_budget_completes_and_reports_its_throttle_waits() {
 
 #[tokio::test]
 async fn writes_beyond_the_write_budget_all_land_paced_by_retry_after_not_dropped_after_a_few_attempts() {
-    // 300 writes per 150 s: a full bucket of 300, refilled at 2 per second [throttling-limits]. 330 writes: the last
-    // 30 need ~15 s of refill, far more than max_attempts × Retry-After (1 s). Resending every pending item at once
-    // would exhaust the attempts; pacing by what the last round got through must not.
+    // 300 writes per 150 s, a tenth of the documented budget the client paces to: a full bucket of 300, refilled at 2
+    // per second. 330 writes: the last 30 need ~15 s of refill, far more than max_attempts × Retry-After (1 s).
+    // Resending every pending item at once would exhaust the attempts; the pacer learns the smaller budget from
+    // Graph's first refusal and its x-ms-throttle-limit-percentage instead.
     let graph = TestGraph::start_with(EmulatorOptions {
         throttling: Throttling::Custom { resource_units_per_10s: 100_000, writes_per_150s: 300 },
         ..EmulatorOptions::default()
@@ -54,9 +55,10 @@ async fn writes_beyond_the_write_budget_all_land_paced_by_retry_after_not_droppe
     let failed: Vec<_> = results.iter().filter(|(_, r)| r.is_err()).collect();
     assert!(failed.is_empty(), "{} of 330 writes failed, e.g. {:?}", failed.len(), failed.first());
     let metrics = client.metrics();
-    assert!(metrics.throttle_wait_ms >= 10_000, "paced by Graph's budget: {metrics:?}");
-    // Resending every pending item each round drew 240 throttled responses here; paced rounds draw about 100.
-    assert!(metrics.throttled_responses < 150, "paced, not hammering: {metrics:?}");
+    assert!(metrics.throttle_wait_ms + metrics.paced_wait_ms >= 10_000, "paced by Graph's budget: {metrics:?}");
+    // Resending every pending item each round drew 240 throttled responses here; rounds paced by what the last one
+    // got through about 100; the pacer draws the 30 of the first burst and a probe or two.
+    assert!(metrics.throttled_responses < 40, "paced, not hammering: {metrics:?}");
 }
 
 #[tokio::test]

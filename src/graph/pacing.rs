@@ -1,0 +1,495 @@
+//! Pacing writes to Graph's budget before Graph has to say no.
+//!
+//! Graph allows an app 3,000 writes per 150 s in a tenant, and resource units per 10 s [throttling-limits]; it does
+//! not say how a spent budget comes back (`../shared/docs/graph.md`, UNCERTAIN: continuously, as a sliding window or
+//! as a fixed window). Retries count against the limits, and an app that keeps sending while throttled stays
+//! throttled for longer [throttling]. So one [`Pacer`] per client (one app in one tenant), shared by every `$batch`
+//! of every run in the process, decides when a chunk may go:
+//!
+//! - **What we sent.** Never more than the documented budget within one window of our own answers: the strictest
+//!   reading (a sliding window) holds, so every model accepts it. This alone is the floor of the sliding window, and
+//!   of a fixed window that starts with our first write.
+//! - **What Graph says.** `x-ms-throttle-limit-percentage` comes with answers once more than 80 % of a limit is used
+//!   [throttling-limits]: it gives the room left. Its absence, once Graph has been seen to send it, means at least
+//!   20 % is left, which is how a fixed window's reset is found. Graph reporting more used than we sent (a smaller
+//!   budget than documented, another run, another client of the app) shrinks the budget our own count keeps to.
+//! - **Probes.** When our own count is spent and Graph said nothing that widens it, one write (not twenty) goes out,
+//!   a documented refill's second (1/20 s) after the budget ran out. Accepted while Graph still reports the budget
+//!   above 80 %: the budget flows back continuously, and full chunks follow at the documented rate. Throttled: a
+//!   window; its `Retry-After` says when the budget is back, and nothing is sent before then.
+//! - **A 429 stops every chunk** until its `Retry-After`, not just its own items.
+//!
+//! The figures in BENCHMARKS.md (first sync at 10,000 users under each refill model) are what this was built to.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// A documented budget: `units` per `window`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Budget {
+    pub units: u32,
+    pub window: Duration,
+}
+
+impl Budget {
+    /// 3,000 writes per 2 min 30 s per app and tenant [throttling-limits].
+    pub const GRAPH_WRITES: Budget = Budget { units: 3_000, window: Duration::from_secs(150) };
+    /// Resource units per 10 s per app and tenant: 3,500 for the smallest tenants (under 50 users), 5,000 and 8,000
+    /// for larger ones [throttling-limits]. The client cannot know the tenant's size, so it keeps to the smallest.
+    pub const GRAPH_RESOURCE_UNITS: Budget = Budget { units: 3_500, window: Duration::from_secs(10) };
+
+    fn per_second(self) -> f64 {
+        f64::from(self.units) / self.window.as_secs_f64()
+    }
+
+    /// `writes/seconds` as in `3000/150`: the form of the `GRAPH_WRITE_BUDGET` setting.
+    pub fn parse(text: &str) -> Result<Budget, String> {
+        let invalid = || format!("must be <writes>/<seconds>, like 3000/150 (Graph's documented budget), not {text:?}");
+        let (units, seconds) = text.trim().split_once('/').ok_or_else(invalid)?;
+        let units: u32 = units.trim().parse().map_err(|_| invalid())?;
+        let seconds: u64 = seconds.trim().trim_end_matches('s').parse().map_err(|_| invalid())?;
+        if units == 0 || seconds == 0 {
+            return Err(invalid());
+        }
+        Ok(Budget { units, window: Duration::from_secs(seconds) })
+    }
+}
+
+impl std::fmt::Display for Budget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.units, self.window.as_secs())
+    }
+}
+
+/// How much of one chunk may go now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Grant {
+    pub items: usize,
+    pub writes: usize,
+    /// One write sent to learn whether the budget is back.
+    pub probe: bool,
+}
+
+/// What the answers to a granted chunk said.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct Answered {
+    /// Writes Graph accepted (any final answer but 429/503/504).
+    pub accepted_writes: usize,
+    /// The longest `Retry-After` of the chunk's 429s, if any was throttled.
+    pub throttled: Option<Duration>,
+    /// The highest `x-ms-throttle-limit-percentage` among the accepted answers.
+    pub limit_percentage: Option<f64>,
+}
+
+/// What the pacer did, for the run's throttling summary.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PacingFigures {
+    /// Single writes sent to learn whether the budget had come back.
+    pub probes: u64,
+    /// Times every chunk stopped for a `Retry-After`.
+    pub stops: u64,
+    /// Whether Graph was seen to refill the write budget continuously (`None`: not found out yet).
+    pub continuous_refill: Option<bool>,
+}
+
+/// Units counted over a sliding window, oldest first.
+#[derive(Debug)]
+struct Window {
+    budget: Budget,
+    entries: VecDeque<(Instant, u32)>,
+    sum: u32,
+}
+
+impl Window {
+    fn new(budget: Budget) -> Self {
+        Self { budget, entries: VecDeque::new(), sum: 0 }
+    }
+
+    fn expire(&mut self, now: Instant) {
+        while let Some(&(at, units)) = self.entries.front() {
+            if now.saturating_duration_since(at) < self.budget.window {
+                break;
+            }
+            self.entries.pop_front();
+            self.sum -= units;
+        }
+    }
+
+    fn push(&mut self, now: Instant, units: u32) {
+        if units > 0 {
+            self.entries.push_back((now, units));
+            self.sum += units;
+        }
+    }
+
+    /// When `units` more fit under `limit`, `in_flight` counted as spent.
+    fn fits_at(&self, units: u32, in_flight: u32, limit: u32, now: Instant) -> Instant {
+        let mut used = self.sum + in_flight;
+        if used + units <= limit {
+            return now;
+        }
+        for &(at, spent) in &self.entries {
+            used -= spent;
+            if used + units <= limit {
+                return at + self.budget.window;
+            }
+        }
+        // More in flight than the budget: when some of it is answered.
+        now + Duration::from_millis(50)
+    }
+}
+
+#[derive(Debug)]
+struct State {
+    writes: Window,
+    resource_units: Window,
+    writes_in_flight: u32,
+    resource_units_in_flight: u32,
+    /// The write budget Graph was found to give: the documented one until Graph reports more of it used than we
+    /// could have spent (another client of the app, another run, or a smaller budget), then what its report implies.
+    capacity: f64,
+    /// Room for writes Graph vouched for, as of `room_at`, beyond what our own count allows.
+    room: f64,
+    room_at: Instant,
+    /// Graph refills the write budget continuously: learned from a probe.
+    continuous: Option<bool>,
+    /// The share of the documented refill rate that Graph was found to give (1 until a chunk sent on the
+    /// continuous refill is throttled; halved then, regained a sixteenth per chunk taken): a budget below the
+    /// documented one costs a few throttled chunks, not one per second.
+    rate_scale: f64,
+    /// Graph has sent `x-ms-throttle-limit-percentage`, so its absence means something.
+    percentage_seen: bool,
+    /// Our own count ran out at this time (the first probe waits a documented refill's second after it).
+    spent_at: Option<Instant>,
+    probe_in_flight: bool,
+    stopped_until: Option<Instant>,
+    figures: PacingFigures,
+}
+
+/// The write and resource-unit budget of one app in one tenant. See the module documentation.
+#[derive(Debug)]
+pub(super) struct Pacer {
+    write_budget: Budget,
+    state: Mutex<State>,
+}
+
+enum Decision {
+    Go(Grant),
+    WaitUntil(Instant),
+}
+
+/// The longest a waiting chunk sleeps before it looks again (answers in between may have widened the room).
+const RECHECK: Duration = Duration::from_millis(100);
+
+impl Pacer {
+    pub(super) fn new(write_budget: Budget, resource_unit_budget: Budget) -> Self {
+        let now = Instant::now();
+        Self {
+            write_budget,
+            state: Mutex::new(State {
+                writes: Window::new(write_budget),
+                resource_units: Window::new(resource_unit_budget),
+                writes_in_flight: 0,
+                resource_units_in_flight: 0,
+                capacity: f64::from(write_budget.units),
+                room: 0.0,
+                room_at: now,
+                continuous: None,
+                rate_scale: 1.0,
+                percentage_seen: false,
+                spent_at: None,
+                probe_in_flight: false,
+                stopped_until: None,
+                figures: PacingFigures::default(),
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(super) fn figures(&self) -> PacingFigures {
+        self.lock().figures
+    }
+
+    /// Waits until some of a chunk of `items` (`writes` of them writes; every item costs at least one resource
+    /// unit) may go, and says how much. Cancel-safe: nothing is counted until it returns.
+    pub(super) async fn acquire(&self, items: usize, writes: usize) -> Grant {
+        loop {
+            let decision = self.decide(items, writes, Instant::now());
+            match decision {
+                Decision::Go(grant) => return grant,
+                Decision::WaitUntil(at) => {
+                    tokio::time::sleep_until(at.min(Instant::now() + RECHECK)).await;
+                }
+            }
+        }
+    }
+
+    fn decide(&self, items: usize, writes: usize, now: Instant) -> Decision {
+        let mut state = self.lock();
+        if let Some(until) = state.stopped_until {
+            if until > now {
+                return Decision::WaitUntil(until);
+            }
+            state.stopped_until = None;
+        }
+        state.writes.expire(now);
+        state.resource_units.expire(now);
+        let units = u32::try_from(items).unwrap_or(u32::MAX);
+        let ru_limit = state.resource_units.budget.units;
+        let ru_fits = state.resource_units.fits_at(units, state.resource_units_in_flight, ru_limit, now);
+        if ru_fits > now {
+            return Decision::WaitUntil(ru_fits);
+        }
+        if writes == 0 {
+            state.resource_units_in_flight += units;
+            return Decision::Go(Grant { items, writes: 0, probe: false });
+        }
+        let wanted = u32::try_from(writes).unwrap_or(u32::MAX);
+        let capacity = state.capacity;
+        let rate = capacity / self.write_budget.window.as_secs_f64() * state.rate_scale;
+        let own_fits = state.writes.fits_at(wanted, state.writes_in_flight, capacity as u32, now);
+        let vouched = if state.continuous == Some(true) {
+            (state.room + now.saturating_duration_since(state.room_at).as_secs_f64() * rate).min(capacity)
+        } else {
+            state.room
+        };
+        if own_fits <= now || vouched >= f64::from(wanted) {
+            state.room = (vouched - f64::from(wanted)).max(0.0);
+            state.room_at = now;
+            state.writes_in_flight += wanted;
+            state.resource_units_in_flight += units;
+            return Decision::Go(Grant { items, writes, probe: false });
+        }
+        // Our own count is spent and Graph vouched for too little.
+        let spent_at = *state.spent_at.get_or_insert(now);
+        let mut wait = own_fits;
+        if state.continuous == Some(true) {
+            let missing = f64::from(wanted) - vouched;
+            wait = wait.min(now + Duration::from_secs_f64(missing / rate));
+        } else if !state.probe_in_flight {
+            let probe_at = spent_at + Duration::from_secs_f64(1.0 / rate);
+            if probe_at <= now {
+                state.probe_in_flight = true;
+                state.figures.probes += 1;
+                state.writes_in_flight += 1;
+                state.resource_units_in_flight += 1;
+                return Decision::Go(Grant { items: 1, writes: 1, probe: true });
+            }
+            wait = wait.min(probe_at);
+        }
+        Decision::WaitUntil(wait)
+    }
+
+    /// Takes in what Graph answered to a granted chunk.
+    pub(super) fn answered(&self, grant: Grant, answered: Answered) {
+        let now = Instant::now();
+        let mut state = self.lock();
+        let writes = u32::try_from(grant.writes).unwrap_or(u32::MAX);
+        let items = u32::try_from(grant.items).unwrap_or(u32::MAX);
+        state.writes_in_flight = state.writes_in_flight.saturating_sub(writes);
+        state.resource_units_in_flight = state.resource_units_in_flight.saturating_sub(items);
+        // Graph counts what it accepted; its window of them ends at least one window after our answer.
+        state.writes.push(now, u32::try_from(answered.accepted_writes).unwrap_or(u32::MAX));
+        state.resource_units.push(now, items);
+        if grant.probe {
+            state.probe_in_flight = false;
+        }
+        let in_flight = f64::from(state.writes_in_flight);
+        if let Some(retry_after) = answered.throttled {
+            let until = now + retry_after;
+            if state.stopped_until.is_none_or(|current| current < until) {
+                state.figures.stops += 1;
+                state.stopped_until = Some(until);
+            }
+            state.room = 0.0;
+            state.room_at = until;
+            // Refused with this much of ours accepted within a window: the budget is at most that.
+            state.capacity = state.capacity.min(f64::from(state.writes.sum.max(1)));
+            // Throttled while we counted on a refill: slower, and learn it again from a probe.
+            if state.continuous == Some(true) && !grant.probe {
+                state.rate_scale = (state.rate_scale / 2.0).max(1.0 / 64.0);
+            }
+            if grant.probe || state.continuous == Some(true) {
+                state.continuous = Some(false);
+            }
+            // Graph says when the budget is back: a probe may go then, not a refill's second later.
+            state.spent_at = until.checked_sub(Duration::from_secs_f64(1.0 / self.write_budget.per_second()));
+        } else if answered.accepted_writes > 0 {
+            if state.continuous == Some(true) {
+                state.rate_scale = (state.rate_scale + 1.0 / 16.0).min(1.0);
+            }
+            match answered.limit_percentage {
+                Some(used) => {
+                    state.percentage_seen = true;
+                    // Graph reports more used than we can have sent: what it gives us is smaller than documented,
+                    // or someone else spends it. Either way, our own count keeps to what its report implies.
+                    let ours = f64::from(state.writes.sum + state.writes_in_flight);
+                    if used >= 0.8 {
+                        state.capacity = (ours / used).clamp(1.0, f64::from(self.write_budget.units));
+                    }
+                    let capacity = state.capacity;
+                    state.room = (capacity * (1.0 - used) - in_flight).max(0.0);
+                    state.room_at = now;
+                    if grant.probe {
+                        // Taken although our own count was spent, with the budget still above 80 %: it flows back.
+                        state.continuous = Some(true);
+                    }
+                }
+                None if state.percentage_seen => {
+                    // Less than 80 % of every limit used: a window started again, or the budget flowed back.
+                    state.room = state.room.max(state.capacity * 0.2 - in_flight);
+                    state.room_at = now;
+                }
+                None if grant.probe => state.continuous = Some(true),
+                None => {}
+            }
+            if state.room >= 1.0 {
+                state.spent_at = None;
+            }
+        }
+        state.figures.continuous_refill = state.continuous;
+    }
+
+    /// A whole request was throttled (outside `$batch`): nothing goes out before its `Retry-After`.
+    pub(super) fn stop_for(&self, retry_after: Duration) {
+        let until = Instant::now() + retry_after;
+        let mut state = self.lock();
+        if state.stopped_until.is_none_or(|current| current < until) {
+            state.figures.stops += 1;
+            state.stopped_until = Some(until);
+        }
+    }
+
+    /// A granted chunk that got no answer at all (a failed `$batch`): nothing was learned.
+    pub(super) fn unanswered(&self, grant: Grant) {
+        self.answered(grant, Answered::default());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pacer(units: u32, secs: u64) -> Pacer {
+        Pacer::new(Budget { units, window: Duration::from_secs(secs) }, Budget::GRAPH_RESOURCE_UNITS)
+    }
+
+    fn go(pacer: &Pacer, items: usize, now: Instant) -> Option<Grant> {
+        match pacer.decide(items, items, now) {
+            Decision::Go(grant) => Some(grant),
+            Decision::WaitUntil(_) => None,
+        }
+    }
+
+    /// The whole budget of 100 in five chunks, answered as Graph reports its use (only above 80 %).
+    fn spend_all(pacer: &Pacer, now: Instant) {
+        for chunk in 1..=5 {
+            let grant = go(pacer, 20, now).expect("within the budget");
+            let used = f64::from(chunk * 20) / 100.0;
+            pacer.answered(grant, accepted(grant, (used > 0.8).then_some(used)));
+        }
+    }
+
+    fn accepted(grant: Grant, limit_percentage: Option<f64>) -> Answered {
+        Answered { accepted_writes: grant.writes, throttled: None, limit_percentage }
+    }
+
+    #[test]
+    fn the_budget_parses_as_writes_per_seconds() {
+        assert_eq!(Budget::parse("3000/150"), Ok(Budget::GRAPH_WRITES));
+        assert_eq!(Budget::parse(" 300/15s "), Ok(Budget { units: 300, window: Duration::from_secs(15) }));
+        for bad in ["3000", "0/150", "3000/0", "x/150", "3000/1.5"] {
+            assert!(Budget::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    // The strictest reading holds whatever Graph says: never more than the budget within a window of our answers.
+    #[tokio::test(start_paused = true)]
+    async fn our_own_count_never_goes_past_the_budget() {
+        let pacer = pacer(100, 150);
+        let now = Instant::now();
+        for _ in 0..5 {
+            let grant = go(&pacer, 20, now).expect("within the budget");
+            pacer.answered(grant, accepted(grant, None));
+        }
+        assert_eq!(go(&pacer, 20, now), None, "100 written: the next chunk waits");
+    }
+
+    // A probe accepted while Graph reports the budget nearly used: it flows back, and full chunks follow at the
+    // documented rate, not at the window's end.
+    #[tokio::test(start_paused = true)]
+    async fn a_probe_taken_near_the_limit_means_a_continuous_refill() {
+        let pacer = pacer(100, 100);
+        let start = Instant::now();
+        spend_all(&pacer, start);
+        assert_eq!(go(&pacer, 20, start), None);
+        let probe = go(&pacer, 20, start + Duration::from_secs(1)).expect("a probe after a refill's second");
+        assert_eq!((probe.items, probe.probe), (1, true));
+        pacer.answered(probe, accepted(probe, Some(0.99)));
+        assert_eq!(pacer.figures().continuous_refill, Some(true));
+        // 1 write per second: 20 more after 20 s, not after the 100 s window.
+        assert_eq!(go(&pacer, 20, start + Duration::from_secs(10)), None);
+        tokio::time::advance(Duration::from_secs(21)).await;
+        assert_eq!(go(&pacer, 20, Instant::now()).map(|g| (g.items, g.probe)), Some((20, false)));
+    }
+
+    // A probe throttled: a window. Nothing goes out until its Retry-After, then our own count allows the budget again.
+    #[tokio::test(start_paused = true)]
+    async fn a_throttled_probe_stops_everything_until_the_retry_after() {
+        let pacer = pacer(100, 100);
+        let start = Instant::now();
+        spend_all(&pacer, start);
+        assert_eq!(go(&pacer, 20, start), None);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let probe = go(&pacer, 20, Instant::now()).unwrap();
+        assert!(probe.probe);
+        pacer.answered(probe, Answered { throttled: Some(Duration::from_secs(99)), ..Answered::default() });
+        assert_eq!(pacer.figures().continuous_refill, Some(false));
+        assert_eq!(go(&pacer, 20, Instant::now()), None);
+        tokio::time::advance(Duration::from_secs(98)).await;
+        assert_eq!(go(&pacer, 20, Instant::now()), None, "still within the Retry-After");
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert_eq!(go(&pacer, 20, Instant::now()).map(|g| g.items), Some(20));
+    }
+
+    // A fixed window restarts before our own count would allow more: Graph's silence (under 80 % used), once it has
+    // been heard reporting, vouches for the room.
+    #[tokio::test(start_paused = true)]
+    async fn graph_reporting_under_80_percent_after_a_reset_opens_the_room() {
+        let pacer = pacer(100, 100);
+        let start = Instant::now();
+        spend_all(&pacer, start);
+        assert_eq!(go(&pacer, 20, start), None);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let probe = go(&pacer, 20, Instant::now()).unwrap();
+        pacer.answered(probe, Answered { throttled: Some(Duration::from_secs(30)), ..Answered::default() });
+        tokio::time::advance(Duration::from_secs(30)).await;
+        // The window reset at 31 s; our own count (100 in the last 100 s) says no, so a probe goes.
+        let probe = go(&pacer, 20, Instant::now()).unwrap();
+        assert!(probe.probe);
+        pacer.answered(probe, accepted(probe, None));
+        let grant = go(&pacer, 20, Instant::now()).expect("Graph vouched for 20 % of the budget");
+        assert_eq!((grant.items, grant.probe), (20, false));
+        assert_ne!(pacer.figures().continuous_refill, Some(true));
+    }
+
+    // Another run used most of the budget (or it is smaller than documented): the first answers say so, and our count
+    // follows Graph, not the documentation.
+    #[tokio::test(start_paused = true)]
+    async fn graph_reporting_more_used_than_we_sent_narrows_our_count() {
+        let pacer = pacer(100, 100);
+        let now = Instant::now();
+        let grant = go(&pacer, 20, now).unwrap();
+        pacer.answered(grant, accepted(grant, Some(0.9)));
+        // 20 of ours are 90 %: the budget behaves as about 22, 2 of them left.
+        assert_eq!(go(&pacer, 5, now), None);
+        assert_eq!(go(&pacer, 1, now).map(|g| g.items), Some(1));
+    }
+}
