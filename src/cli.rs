@@ -37,6 +37,10 @@ enum Command {
         /// (docs/operations.md): values written before are then never removed by this tool.
         #[arg(long)]
         accept_new_ledger: bool,
+        /// Stop starting writes after this many seconds and report the run as `continued`, with what is left (run
+        /// again to go on). The Functions triggers do this with SYNC_SOFT_DEADLINE_MINUTES and continue by themselves.
+        #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
+        soft_deadline: Option<std::time::Duration>,
         /// Print the JSON report instead of the text log.
         #[arg(long)]
         json: bool,
@@ -127,7 +131,7 @@ async fn run(cli: Cli) -> ExitCode {
                 }
             }
         }
-        Command::Sync { dry_run, allow_mass_removal, accept_new_ledger, json, state_dir } => {
+        Command::Sync { dry_run, allow_mass_removal, accept_new_ledger, soft_deadline, json, state_dir } => {
             let settings = match load_settings() {
                 Ok(s) => s,
                 Err(code) => return code,
@@ -150,6 +154,9 @@ async fn run(cli: Cli) -> ExitCode {
                     allow_mass_removal,
                     accept_new_ledger,
                     invocation_id: None,
+                    soft_deadline,
+                    wait_for_lease: false,
+                    queues_follow_ups: false,
                 })
                 .await;
             if json {
@@ -167,6 +174,8 @@ async fn run(cli: Cli) -> ExitCode {
             match report.outcome {
                 RunOutcome::Failed { .. } => ExitCode::FAILURE,
                 RunOutcome::CompletedWithFailures => ExitCode::from(3),
+                // Stopped at --soft-deadline with users left: run again to continue.
+                RunOutcome::Continued { .. } => ExitCode::from(4),
                 _ => ExitCode::SUCCESS,
             }
         }
@@ -223,4 +232,12 @@ async fn subscriptions(json: bool) -> ExitCode {
         print!("{outcome}");
     }
     if outcome.problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
+
+/// Seconds, fractions allowed (`--soft-deadline 90`, `--soft-deadline 0.5`).
+fn parse_seconds(text: &str) -> Result<std::time::Duration, String> {
+    match text.trim().parse::<f64>() {
+        Ok(seconds) if seconds > 0.0 && seconds.is_finite() => Ok(std::time::Duration::from_secs_f64(seconds)),
+        _ => Err(format!("must be a number of seconds above 0, not {text:?}")),
+    }
 }

@@ -19,7 +19,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use graph_emulator::{AppRegistration, Directory, Emulator, EmulatorOptions, NewUser, RequestKind, Throttling};
+use graph_emulator::{
+    AppRegistration, Directory, Emulator, EmulatorOptions, NewUser, Refill, RequestKind, Throttling,
+};
 use serde_json::Value;
 
 use certsync_test_support::functions_host;
@@ -43,6 +45,18 @@ struct Args {
     /// Above this size the first sync runs with throttling off (Graph's write budget would make it take hours) and
     /// the other scenarios on an emulator seeded with its result.
     throttled_max: usize,
+    /// Sections to run (`--only sizes,refill,continuation`); all by default.
+    only: Vec<String>,
+    /// Users of the first sync under each refill model (`--refill-size`).
+    refill_size: usize,
+    /// Users of the first sync that continues across invocations (`--continuation-size`).
+    continuation_size: usize,
+}
+
+impl Args {
+    fn runs(&self, section: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|s| s == section)
+    }
 }
 
 fn args() -> Args {
@@ -52,6 +66,9 @@ fn args() -> Args {
         runbook_max: 10_000,
         runbook_sample: 1_000,
         throttled_max: 10_000,
+        only: Vec::new(),
+        refill_size: 10_000,
+        continuation_size: 100_000,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -65,6 +82,11 @@ fn args() -> Args {
             "--runbook-max" => args.runbook_max = it.next().and_then(|v| v.parse().ok()).unwrap_or(10_000),
             "--runbook-sample" => args.runbook_sample = it.next().and_then(|v| v.parse().ok()).unwrap_or(1_000),
             "--throttled-max" => args.throttled_max = it.next().and_then(|v| v.parse().ok()).unwrap_or(10_000),
+            "--only" => args.only = it.next().unwrap_or_default().split(',').map(|s| s.trim().to_owned()).collect(),
+            "--refill-size" => args.refill_size = it.next().and_then(|v| v.parse().ok()).unwrap_or(10_000),
+            "--continuation-size" => {
+                args.continuation_size = it.next().and_then(|v| v.parse().ok()).unwrap_or(100_000)
+            }
             _ => {} // `cargo bench` passes `--bench`.
         }
     }
@@ -180,10 +202,16 @@ fn env_for(emulator: &Emulator, pair: &Pair, ca: &Path) -> HashMap<String, Strin
 
 /// Runs `certsync sync --json` as a child, sampling its peak resident memory (VmHWM) until it exits.
 fn run_product(env: &HashMap<String, String>, state_dir: &Path) -> (Duration, Value, Option<f64>) {
+    run_product_with(env, state_dir, &[])
+}
+
+/// [`run_product`] with more arguments for `certsync sync`.
+fn run_product_with(env: &HashMap<String, String>, state_dir: &Path, extra: &[&str]) -> (Duration, Value, Option<f64>) {
     let started = Instant::now();
     let mut child = Command::new(binary())
         .args(["sync", "--json", "--state-dir"])
         .arg(state_dir)
+        .args(extra)
         .env_clear()
         .envs(env)
         .stdout(Stdio::piped())
@@ -209,7 +237,7 @@ fn run_product(env: &HashMap<String, String>, state_dir: &Path) -> (Duration, Va
     let status = child.wait().expect("wait for certsync");
     let wall = started.elapsed();
     let peak = sampler.join().ok().flatten().map(|kib| kib / 1024.0);
-    assert!(status.success() || status.code() == Some(3), "certsync failed ({status}):\n{output}");
+    assert!(matches!(status.code(), Some(0 | 3 | 4)), "certsync failed ({status}):\n{output}");
     (wall, serde_json::from_str(&output).expect("the JSON report"), peak)
 }
 
@@ -553,10 +581,21 @@ async fn main() {
     }
     let args = args();
     let mut rows = Vec::new();
-    for &size in &args.sizes {
-        eprintln!("benchmarking {size} users…");
-        rows.extend(bench_size(&args, size).await);
-        print(&rows, &args);
+    if args.runs("sizes") {
+        for &size in &args.sizes {
+            eprintln!("benchmarking {size} users…");
+            rows.extend(bench_size(&args, size).await);
+            print(&rows, &args);
+        }
+    }
+    if args.runs("refill") {
+        refill_models(&args).await;
+    }
+    if args.runs("continuation") {
+        continuation(&args).await;
+    }
+    if !args.runs("sizes") {
+        return;
     }
     let mut readiness: Vec<Duration> = Vec::new();
     for _ in 0..5 {
@@ -588,4 +627,145 @@ async fn main() {
         burst as f64 / total.as_secs_f64()
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Graph's write budget per app and tenant [throttling-limits].
+const BUDGET_WRITES: f64 = 3_000.0;
+const BUDGET_WINDOW_SECS: f64 = 150.0;
+
+/// The least time `writes` writes can take under `refill` from a full budget, whoever sends them (derived).
+fn refill_floor_secs(refill: &Refill, writes: usize, capacity: f64, window: f64) -> f64 {
+    let windows = (writes as f64 / capacity).ceil();
+    match refill {
+        Refill::Continuous => (writes as f64 - capacity).max(0.0) / (capacity / window),
+        Refill::SlidingWindow => (windows - 1.0).max(0.0) * window,
+        // The first window ends `window - phase` after the first request, then one window each.
+        Refill::FixedWindow { phase_secs } => {
+            if windows <= 1.0 {
+                0.0
+            } else {
+                (window - *phase_secs as f64) + (windows - 2.0) * window
+            }
+        }
+    }
+}
+
+/// What the emulator saw of one run: Graph requests (batch items counted one by one, `$batch` envelopes not), write
+/// attempts, and throttled answers.
+fn emulator_counts(directory: &Directory) -> (usize, usize, usize) {
+    let requests = directory.requests();
+    let graph = requests.iter().filter(|r| matches!(r.kind, RequestKind::Read | RequestKind::Write) && r.tenant.is_some());
+    let (mut all, mut writes, mut throttled) = (0, 0, 0);
+    for request in graph {
+        all += 1;
+        writes += usize::from(request.kind == RequestKind::Write);
+        throttled += usize::from(request.status == 429);
+    }
+    (all, writes, throttled)
+}
+
+/// The first sync at `--refill-size` users under each refill model the documentation allows (graph.md, UNCERTAIN).
+async fn refill_models(args: &Args) {
+    let size = args.refill_size;
+    let models = [
+        ("continuous (a token bucket, 20 per s)", Refill::Continuous),
+        ("sliding window of 150 s", Refill::SlidingWindow),
+        ("fixed windows of 150 s, the first 100 s old at the first request", Refill::FixedWindow { phase_secs: 100 }),
+    ];
+    println!("\nFirst sync of {size} users under each refill model (Graph's 3,000 writes per 150 s), {} ms latency.\n", args.latency.as_millis());
+    println!("| refill model | wall time | floor (derived) | over the floor | Graph requests | write attempts | 429s | 429s per write | requests per write |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for (name, refill) in models {
+        eprintln!("first sync of {size} users, refill {name}…");
+        let options = EmulatorOptions { latency: args.latency, throttling: Throttling::Graph, refill: refill.clone(), ..EmulatorOptions::default() };
+        let emulator = Emulator::start(options).await.expect("start the emulator");
+        let dir = temp_dir("refill");
+        let pair = seed_pair(&emulator.directory(), size, 1, &HashMap::new());
+        let env = env_for(&emulator, &pair, &write_ca(&dir, &emulator));
+        emulator.directory().clear_requests();
+        let (wall, report, _) = run_product(&env, &dir.join("state"));
+        let (requests, writes, throttled) = emulator_counts(&emulator.directory());
+        let floor = refill_floor_secs(&refill, size, BUDGET_WRITES, BUDGET_WINDOW_SECS);
+        let outcome = report["outcome"]["status"].as_str().unwrap_or("?").to_owned();
+        println!(
+            "| {name} | {:.1} s | {floor:.0} s | {:+.1} % | {requests} | {writes} | {throttled} | {:.2} % | {:.3} |{}",
+            wall.as_secs_f64(),
+            (wall.as_secs_f64() / floor.max(1.0) - 1.0) * 100.0,
+            throttled as f64 * 100.0 / size as f64,
+            requests as f64 / size as f64,
+            if outcome == "succeeded" { String::new() } else { format!(" outcome {outcome}") }
+        );
+        emulator.shutdown().await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+/// Every Tenant B user's certificateUserIds, by id.
+fn values_of(directory: &Directory, tenant: &str) -> HashMap<String, Vec<String>> {
+    directory.users(tenant).into_iter().map(|u| (u.id, u.certificate_user_ids)).collect()
+}
+
+/// A first sync of `--continuation-size` users on a budget scaled ten times up (30,000 writes per 150 s, the client
+/// told so with GRAPH_WRITE_BUDGET) so it ends in minutes, with a soft deadline of 60 s: it continues across
+/// invocations (`certsync sync --soft-deadline 60`, run again while the outcome is `continued`), and must end in
+/// exactly the state of one uninterrupted run (compared with one on a second emulator without throttling).
+async fn continuation(args: &Args) {
+    let size = args.continuation_size;
+    let (writes_per_150s, deadline) = (30_000u32, 60u64);
+    eprintln!("first sync of {size} users continued across invocations…");
+    let options = EmulatorOptions {
+        latency: args.latency,
+        throttling: Throttling::Custom { resource_units_per_10s: 80_000, writes_per_150s },
+        ..EmulatorOptions::default()
+    };
+    let emulator = Emulator::start(options).await.expect("start the emulator");
+    let dir = temp_dir("continuation");
+    let pair = seed_pair(&emulator.directory(), size, 1, &HashMap::new());
+    let mut env = env_for(&emulator, &pair, &write_ca(&dir, &emulator));
+    env.insert("GRAPH_WRITE_BUDGET".into(), format!("{writes_per_150s}/150"));
+    let state = dir.join("state");
+    emulator.directory().clear_requests();
+    let started = Instant::now();
+    let mut invocations = Vec::new();
+    loop {
+        let (wall, report, peak) = run_product_with(&env, &state, &["--soft-deadline", &deadline.to_string()]);
+        let outcome = report["outcome"]["status"].as_str().unwrap_or("?").to_owned();
+        let written = report["totals"]["usersChanged"].as_u64().unwrap_or(0);
+        invocations.push((wall, outcome.clone(), written, peak));
+        if outcome != "continued" || invocations.len() > 40 {
+            break;
+        }
+    }
+    let total = started.elapsed();
+    let (requests, writes, throttled) = emulator_counts(&emulator.directory());
+    let continued = values_of(&emulator.directory(), &pair.tenant_b);
+    emulator.shutdown().await;
+
+    // One uninterrupted run of the same directory, without throttling (the state is what matters here).
+    let reference = Emulator::start(EmulatorOptions { latency: Duration::ZERO, throttling: Throttling::Off, ..EmulatorOptions::default() })
+        .await
+        .expect("start the emulator");
+    let reference_dir = temp_dir("continuation-reference");
+    let reference_pair = seed_pair(&reference.directory(), size, 1, &HashMap::new());
+    let reference_env = env_for(&reference, &reference_pair, &write_ca(&reference_dir, &reference));
+    let _ = run_product(&reference_env, &reference_dir.join("state"));
+    let uninterrupted = values_of(&reference.directory(), &reference_pair.tenant_b);
+    reference.shutdown().await;
+    let same = continued == uninterrupted;
+    let floor = refill_floor_secs(&Refill::Continuous, size, f64::from(writes_per_150s), BUDGET_WINDOW_SECS);
+
+    println!("\nA first sync of {size} users that continues across invocations: budget scaled to {writes_per_150s} writes per 150 s (continuous refill; GRAPH_WRITE_BUDGET={writes_per_150s}/150), soft deadline {deadline} s, {} ms latency.\n", args.latency.as_millis());
+    println!("| invocation | wall time | outcome | users written | peak memory |");
+    println!("|---:|---:|---|---:|---:|");
+    for (i, (wall, outcome, written, peak)) in invocations.iter().enumerate() {
+        println!("| {} | {:.1} s | {outcome} | {written} | {} |", i + 1, wall.as_secs_f64(), peak.map(|m| format!("{m:.0} MiB")).unwrap_or_default());
+    }
+    println!(
+        "\nIn all: {:.1} s against a floor of {floor:.0} s (derived), {requests} Graph requests, {writes} write attempts, {throttled} × 429; final state {} one uninterrupted run's ({} users compared).",
+        total.as_secs_f64(),
+        if same { "identical to" } else { "DIFFERENT from" },
+        continued.len()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&reference_dir);
 }

@@ -21,6 +21,9 @@ pub struct SyncSettings {
     pub removal_threshold: RemovalThreshold,
     pub allow_mass_removal: bool,
     pub certificates: CertificateSettings,
+    /// When a timer or continuation run stops starting writes and hands the rest to a continuation
+    /// (`SYNC_SOFT_DEADLINE_MINUTES`, 25: five minutes below host.json's `functionTimeout` of 30).
+    pub soft_deadline: std::time::Duration,
 }
 
 impl SyncSettings {
@@ -39,6 +42,16 @@ pub(super) fn read(r: &mut Reader<'_>) -> Option<SyncSettings> {
     let transitive_membership = r.bool(TRANSITIVE_MEMBERSHIP, false);
     let dry_run = r.bool(DRY_RUN, false);
     let allow_mass_removal = r.bool(ALLOW_MASS_REMOVAL, false);
+    let deadline_value = r.optional(SYNC_SOFT_DEADLINE_MINUTES);
+    let soft_deadline = r
+        .parsed(SYNC_SOFT_DEADLINE_MINUTES, deadline_value, |v| match v.trim().parse::<f64>() {
+            // host.json's functionTimeout is 30 min; the run needs time after the deadline to settle and report.
+            Ok(minutes) if minutes > 0.0 && minutes <= 25.0 => Ok(std::time::Duration::from_secs_f64(minutes * 60.0)),
+            _ => Err(format!(
+                "must be minutes above 0 and at most 25 (5 below host.json's functionTimeout of 30), not {v:?}"
+            )),
+        })
+        .unwrap_or(std::time::Duration::from_secs(25 * 60));
     let users_value = r.optional(REMOVAL_THRESHOLD_USERS);
     let max_users = r
         .parsed(REMOVAL_THRESHOLD_USERS, users_value, |v| {
@@ -61,5 +74,6 @@ pub(super) fn read(r: &mut Reader<'_>) -> Option<SyncSettings> {
         removal_threshold: RemovalThreshold { max_users, max_percent },
         allow_mass_removal,
         certificates: certificates?,
+        soft_deadline,
     })
 }

@@ -85,6 +85,13 @@ pub(super) fn read_tenant(r: &mut Reader<'_>, side: Side) -> Option<TenantSettin
 }
 
 /// The cloud's endpoints (`AZURE_CLOUD`, each overridable) and the PEM of an extra CA to trust, if one is set.
+/// `GRAPH_WRITE_BUDGET`: `<writes>/<seconds>`, Graph's documented 3,000 per 150 s unless Microsoft changes it
+/// [throttling-limits] (or an emulator's budget is scaled, as the benchmarks do).
+pub(super) fn read_write_budget(r: &mut Reader<'_>) -> crate::graph::Budget {
+    let value = r.optional(GRAPH_WRITE_BUDGET);
+    r.parsed(GRAPH_WRITE_BUDGET, value, |v| crate::graph::Budget::parse(v)).unwrap_or(crate::graph::Budget::GRAPH_WRITES)
+}
+
 pub(super) fn read_cloud(r: &mut Reader<'_>) -> (CloudEndpoints, Option<String>) {
     let cloud_name = r.optional(AZURE_CLOUD);
     let cloud = r

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Tenant A is the device tenant (its Intune issues the certificates, its users are the source); Tenant B is the
 /// resource tenant whose users' certificateUserIds are written.
@@ -11,7 +11,7 @@ use serde::Serialize;
 /// `Display` is how messages name a side ("Tenant A"). `Debug` (`TenantA`) is part of the run report's text
 /// ("Ambiguous key … in TenantB", "TenantA group …") and the JSON spells it `tenantA`: renaming a variant changes
 /// both (docs/run-report.md).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Side {
     #[serde(rename = "tenantA")]
     TenantA,

@@ -23,6 +23,7 @@ use std::sync::atomic::AtomicU64;
 use crate::config::WebhookSettings;
 use crate::sync::SyncService;
 
+pub mod continuation;
 pub mod envelope;
 mod invocation;
 pub mod notifications;

@@ -27,6 +27,7 @@ use axum::http::StatusCode;
 use serde_json::{Value, json};
 
 use super::AppState;
+use super::continuation::{Continuation, ContinuationMessage, FoldedMessage};
 use super::envelope::{InvocationRequest, InvocationResponse, kind_of};
 use super::invocation::Invocation;
 use super::webhook::QueuedNotification;
@@ -45,12 +46,32 @@ pub const POISON_QUEUE: &str = "graph-notifications-poison";
 /// before queueing it, as the host's own output conversion would for a string. Anything deeper is not a message.
 const MAX_STRING_LAYERS: usize = 3;
 
+/// What a `graph-notifications` message can be.
+#[derive(Debug)]
+enum Queued {
+    Notification(QueuedNotification),
+    Continuation(Continuation),
+    Folded(BTreeSet<ChangedGroup>),
+}
+
 /// What the message is, or why it is not one.
-fn parse_message(request: &InvocationRequest) -> Result<QueuedNotification, String> {
+fn parse_message(request: &InvocationRequest) -> Result<Queued, String> {
     let payload = request.trigger(MESSAGE_BINDING).ok_or("the invocation has no Data.message")?;
     let not_a_notification = |e: serde_json::Error| format!("not a queued notification: {e}");
     let mut text = match payload {
-        Value::Object(_) => return serde_json::from_value(payload.clone()).map_err(not_a_notification),
+        Value::Object(map) if map.contains_key("continuation") => {
+            return serde_json::from_value::<ContinuationMessage>(payload.clone())
+                .map(|m| Queued::Continuation(m.continuation))
+                .map_err(|e| format!("not a continuation: {e}"));
+        }
+        Value::Object(map) if map.contains_key("changedGroups") => {
+            return serde_json::from_value::<FoldedMessage>(payload.clone())
+                .map(|m| Queued::Folded(m.changed_groups.into_iter().collect()))
+                .map_err(|e| format!("not a list of changed groups: {e}"));
+        }
+        Value::Object(_) => {
+            return serde_json::from_value(payload.clone()).map(Queued::Notification).map_err(not_a_notification);
+        }
         Value::String(text) => text.clone(),
         other => return Err(format!("Data.message is {}, not a queued notification", kind_of(other))),
     };
@@ -58,7 +79,14 @@ fn parse_message(request: &InvocationRequest) -> Result<QueuedNotification, Stri
     // notification itself (straight into the struct: an ignored member need not fit a `Value`, e.g. `1e999`).
     for _ in 0..MAX_STRING_LAYERS {
         if !text.trim_start().starts_with('"') {
-            return serde_json::from_str(&text).map_err(not_a_notification);
+            // A continuation has a `continuation` member, which a notification never has.
+            if let Ok(message) = serde_json::from_str::<ContinuationMessage>(&text) {
+                return Ok(Queued::Continuation(message.continuation));
+            }
+            if let Ok(message) = serde_json::from_str::<FoldedMessage>(&text) {
+                return Ok(Queued::Folded(message.changed_groups.into_iter().collect()));
+            }
+            return serde_json::from_str(&text).map(Queued::Notification).map_err(not_a_notification);
         }
         text = serde_json::from_str::<String>(&text).map_err(not_a_notification)?;
     }
@@ -78,7 +106,9 @@ pub async fn handle(
     let mut response = InvocationResponse::default();
     let attempt = dequeue_count(&request);
     let message = match parse_message(&request) {
-        Ok(message) => message,
+        Ok(Queued::Notification(message)) => message,
+        Ok(Queued::Continuation(continuation)) => return run_continuation(&state, id, attempt, continuation).await,
+        Ok(Queued::Folded(groups)) => return run_groups(&state, id, attempt, groups, &mut InvocationResponse::default()).await,
         Err(reason) => {
             let total = state.counters.malformed.fetch_add(1, Ordering::Relaxed) + 1;
             let queue_message_id = request.metadata_text("Id").unwrap_or_else(|| "unknown".to_owned());
@@ -143,16 +173,74 @@ pub async fn handle(
         return (StatusCode::OK, response);
     }
     let groups = BTreeSet::from([ChangedGroup { side, group: entry.group.clone() }]);
+    run_groups(&state, id, attempt, groups, &mut response).await
+}
+
+/// An incremental run of `groups` (one notification's group, or those handed on by a long run), with its logs.
+async fn run_groups(
+    state: &AppState,
+    id: String,
+    attempt: u64,
+    groups: BTreeSet<ChangedGroup>,
+    response: &mut InvocationResponse,
+) -> (StatusCode, InvocationResponse) {
+    let mut response = std::mem::take(response);
+    let groups: BTreeSet<ChangedGroup> =
+        groups.into_iter().filter(|g| configured(state, g.side, &g.group)).collect();
+    if groups.is_empty() {
+        response.log("None of the groups is configured any more; nothing to do.");
+        return (StatusCode::OK, response);
+    }
     let report = state
         .sync
         .run_incremental(
             groups,
-            RunRequest { trigger: Trigger::Notification, invocation_id: Some(id), ..RunRequest::default() },
+            RunRequest {
+                trigger: Trigger::Notification,
+                invocation_id: Some(id),
+                queues_follow_ups: true,
+                ..RunRequest::default()
+            },
         )
         .await;
     response.logs.extend(report.summary_lines());
     response.return_value = report.return_value();
     response.return_value["scope"] = json!(report.scope);
+    super::continuation::queue_follow_ups(&mut response, &report, 1);
+    match &report.outcome {
+        RunOutcome::Failed { reason } => retry(response, attempt, reason.clone()),
+        _ => (StatusCode::OK, response),
+    }
+}
+
+/// A continuation of a full sync: the same full sync, with the same soft deadline, continued again when needed.
+async fn run_continuation(
+    state: &AppState,
+    id: String,
+    attempt: u64,
+    continuation: Continuation,
+) -> (StatusCode, InvocationResponse) {
+    let mut response = InvocationResponse::default();
+    tracing::info!(
+        sequence = continuation.sequence,
+        after_run = %continuation.after_run,
+        remaining = continuation.remaining,
+        "continuing a full sync"
+    );
+    let report = state
+        .sync
+        .run(RunRequest {
+            trigger: Trigger::Continuation { sequence: continuation.sequence },
+            invocation_id: Some(id),
+            soft_deadline: Some(state.sync.settings().sync.soft_deadline),
+            wait_for_lease: true,
+            queues_follow_ups: true,
+            ..RunRequest::default()
+        })
+        .await;
+    response.logs.extend(report.summary_lines());
+    response.return_value = report.return_value();
+    super::continuation::queue_follow_ups(&mut response, &report, continuation.sequence.saturating_add(1));
     match &report.outcome {
         RunOutcome::Failed { reason } => retry(response, attempt, reason.clone()),
         _ => (StatusCode::OK, response),
@@ -202,8 +290,27 @@ mod tests {
             ("object", json!({"message": message})),
         ] {
             let parsed = parse_message(&request(data, json!({}))).unwrap_or_else(|e| panic!("{form}: {e}"));
-            assert_eq!(parsed.subscription_id, "s1", "{form}");
+            assert!(matches!(parsed, Queued::Notification(n) if n.subscription_id == "s1"), "{form}");
         }
+    }
+
+    // A continuation is queued by our own function's output binding, so it arrives the same three ways.
+    #[test]
+    fn a_continuation_parses_in_every_encoding_and_is_not_taken_for_a_notification() {
+        let message = json!({"continuation": {"sequence": 2, "afterRun": "r1", "remaining": 7}});
+        let text = message.to_string();
+        let real_host = Value::String(Value::String(text.clone()).to_string());
+        for (form, data) in [
+            ("real host", json!({"message": real_host})),
+            ("encoded once", json!({"message": text})),
+            ("object", json!({"message": message})),
+        ] {
+            let parsed = parse_message(&request(data, json!({}))).unwrap_or_else(|e| panic!("{form}: {e}"));
+            assert!(matches!(parsed, Queued::Continuation(c) if c.sequence == 2 && c.remaining == 7), "{form}");
+        }
+        let broken = json!({"message": {"continuation": {"sequence": "two"}}});
+        let error = parse_message(&request(broken, json!({}))).unwrap_err();
+        assert!(error.starts_with("not a continuation"), "{error}");
     }
 
     #[test]

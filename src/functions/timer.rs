@@ -37,10 +37,14 @@ pub async fn handle(
         .run_and_maintain_subscriptions(RunRequest {
             trigger: Trigger::Timer { past_due: timer.is_past_due },
             invocation_id: Some(id),
+            // Below functionTimeout: a first sync of any size stops in time, reports, and continues from the queue.
+            soft_deadline: Some(state.sync.settings().sync.soft_deadline),
+            queues_follow_ups: true,
             ..RunRequest::default()
         })
         .await;
     response.logs.extend(report.summary_lines());
+    super::continuation::queue_follow_ups(&mut response, &report, 1);
     response.return_value = report.return_value();
     // Users that failed individually are in the report; only a run that could not do its job fails the invocation,
     // so the host's failure count (and alerts on it) mean something.

@@ -17,7 +17,7 @@ use super::{
     GraphError,
     client::{GraphClient, GraphRequest},
     metrics::bump,
-    pacing::Answered,
+    pacing::{Answered, Grant, Reported},
     retry::{backoff, is_retryable_status, parse_retry_after},
 };
 
@@ -116,6 +116,45 @@ fn header_in(headers: &Map<String, Value>, name: &str) -> Option<String> {
     })
 }
 
+/// Budget for up to one chunk of writes, taken before the users are re-read so that the re-read is the last thing
+/// before the write (see `sync::apply`). Unused, it goes back to the pacer when dropped.
+#[must_use]
+pub struct WriteReservation {
+    client: GraphClient,
+    grant: Option<Grant>,
+}
+
+impl WriteReservation {
+    /// How many writes may go on it (1 when the pacer is probing whether the budget is back).
+    pub fn writes(&self) -> usize {
+        self.grant.map_or(0, |grant| grant.writes)
+    }
+
+    fn take(&mut self) -> Option<Grant> {
+        self.grant.take()
+    }
+}
+
+impl Drop for WriteReservation {
+    fn drop(&mut self) {
+        if let Some(grant) = self.grant.take() {
+            self.client.inner.pacer.unanswered(grant);
+        }
+    }
+}
+
+impl GraphClient {
+    /// Waits until the app's budget allows a chunk of up to `writes` writes (at most 20 [json-batching]), and
+    /// reserves it.
+    pub async fn reserve_writes(&self, writes: usize) -> WriteReservation {
+        let writes = writes.clamp(1, BATCH_SIZE);
+        let asked = Instant::now();
+        let grant = self.inner.pacer.acquire(writes, writes).await;
+        self.inner.metrics.record_paced_wait(asked.elapsed());
+        WriteReservation { client: self.clone(), grant: Some(grant) }
+    }
+}
+
 /// Where one item stands.
 struct Pending {
     index: usize,
@@ -143,6 +182,17 @@ impl GraphClient {
         &self,
         operation: &'static str,
         requests: Vec<BatchRequest>,
+        finish: impl Fn(BatchItem) -> T,
+    ) -> Vec<Result<T, GraphError>> {
+        self.run_batch_reserved(operation, requests, None, finish).await
+    }
+
+    /// [`Self::run_batch`], its first chunk sent on budget reserved beforehand ([`WriteReservation`]).
+    pub(super) async fn run_batch_reserved<T>(
+        &self,
+        operation: &'static str,
+        requests: Vec<BatchRequest>,
+        mut reserved: Option<WriteReservation>,
         finish: impl Fn(BatchItem) -> T,
     ) -> Vec<Result<T, GraphError>> {
         let options = &self.inner.options;
@@ -177,7 +227,8 @@ impl GraphClient {
                 if chunk.is_empty() {
                     break;
                 }
-                answers.push(self.paced_chunk(operation, &requests, chunk));
+                let grant = reserved.as_mut().and_then(WriteReservation::take);
+                answers.push(self.paced_chunk(operation, &requests, chunk, grant));
             }
             let next_due = again.iter().map(|item| item.due).min();
             let answer = match (answers.is_empty(), next_due) {
@@ -258,11 +309,18 @@ impl GraphClient {
         operation: &'static str,
         requests: &[BatchRequest],
         mut chunk: Vec<Pending>,
+        reserved: Option<Grant>,
     ) -> ChunkAnswer {
         let writes = chunk.iter().filter(|item| requests[item.index].body.is_some()).count();
-        let asked = Instant::now();
-        let grant = self.inner.pacer.acquire(chunk.len(), writes).await;
-        self.inner.metrics.record_paced_wait(asked.elapsed());
+        let grant = match reserved {
+            Some(grant) => grant,
+            None => {
+                let asked = Instant::now();
+                let grant = self.inner.pacer.acquire(chunk.len(), writes).await;
+                self.inner.metrics.record_paced_wait(asked.elapsed());
+                grant
+            }
+        };
         let held = chunk.split_off(grant.items.min(chunk.len()));
         let answer = self.send_batch(operation, requests, &chunk).await;
         match &answer {
@@ -279,10 +337,7 @@ impl GraphClient {
                     } else if !is_retryable_status(item.status) {
                         let is_write = id.parse::<usize>().ok().and_then(|i| requests.get(i)).is_some_and(|r| r.body.is_some());
                         answered.accepted_writes += usize::from(is_write);
-                        let used = item
-                            .header("x-ms-throttle-limit-percentage")
-                            .and_then(|value| value.trim().parse::<f64>().ok())
-                            .filter(|used| used.is_finite());
+                        let used = item.header("x-ms-throttle-limit-percentage").and_then(|value| Reported::parse(&value));
                         if let Some(used) = used {
                             answered.limit_percentage = Some(answered.limit_percentage.map_or(used, |p| p.max(used)));
                         }

@@ -234,6 +234,11 @@ impl GraphClient {
         self.inner.metrics.snapshot()
     }
 
+    /// The write budget this client paces to.
+    pub fn write_budget(&self) -> Budget {
+        self.inner.options.write_budget
+    }
+
     /// What the write pacing did so far (for the run's throttling summary).
     pub fn pacing(&self) -> PacingFigures {
         self.inner.pacer.figures()

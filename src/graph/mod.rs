@@ -23,6 +23,7 @@ mod retry;
 mod subscriptions;
 mod users;
 
+pub use batch::WriteReservation;
 pub use client::{GraphClient, GraphOptions};
 pub use credentials::{CloudEndpoints, TenantCredential, build_credential};
 pub use delta::GroupDelta;

@@ -37,9 +37,11 @@ pub struct Budget {
 impl Budget {
     /// 3,000 writes per 2 min 30 s per app and tenant [throttling-limits].
     pub const GRAPH_WRITES: Budget = Budget { units: 3_000, window: Duration::from_secs(150) };
-    /// Resource units per 10 s per app and tenant: 3,500 for the smallest tenants (under 50 users), 5,000 and 8,000
-    /// for larger ones [throttling-limits]. The client cannot know the tenant's size, so it keeps to the smallest.
-    pub const GRAPH_RESOURCE_UNITS: Budget = Budget { units: 3_500, window: Duration::from_secs(10) };
+    /// Resource units per 10 s per app and tenant: 8,000 in tenants of more than 500 users, 5,000 and 3,500 in
+    /// smaller ones [throttling-limits]. The paced chunks re-read (1 RU) and write (1 RU) each user at most once a
+    /// run, so a tenant of 500 users cannot spend more than 1,000 RU on them: the largest budget is the one that
+    /// can bind.
+    pub const GRAPH_RESOURCE_UNITS: Budget = Budget { units: 8_000, window: Duration::from_secs(10) };
 
     fn per_second(self) -> f64 {
         f64::from(self.units) / self.window.as_secs_f64()
@@ -81,7 +83,35 @@ pub(super) struct Answered {
     /// The longest `Retry-After` of the chunk's 429s, if any was throttled.
     pub throttled: Option<Duration>,
     /// The highest `x-ms-throttle-limit-percentage` among the accepted answers.
-    pub limit_percentage: Option<f64>,
+    pub limit_percentage: Option<Reported>,
+}
+
+/// An `x-ms-throttle-limit-percentage` as sent, and the most it may mean.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct Reported {
+    pub sent: f64,
+    /// At the top of the precision it was given in: `0.99` is anything up to 0.995 ([`limit_percentage_upper`]).
+    pub upper: f64,
+}
+
+impl Reported {
+    pub(super) fn parse(text: &str) -> Option<Self> {
+        let sent = text.trim().parse::<f64>().ok().filter(|value| value.is_finite())?;
+        Some(Self { sent, upper: limit_percentage_upper(text)? })
+    }
+
+    pub(super) fn max(self, other: Self) -> Self {
+        if other.sent > self.sent { other } else { self }
+    }
+}
+
+/// `x-ms-throttle-limit-percentage` read as the most it may mean: `0.99` is anything up to 0.995. Two decimals of a
+/// 3,000-write budget hide 30 writes, enough for a whole chunk to be refused.
+pub(super) fn limit_percentage_upper(text: &str) -> Option<f64> {
+    let text = text.trim();
+    let value = text.parse::<f64>().ok().filter(|value| value.is_finite())?;
+    let decimals = text.split_once('.').map_or(0, |(_, fraction)| fraction.len());
+    Some(value + 0.5 * 10f64.powi(-i32::try_from(decimals).unwrap_or(i32::MAX)))
 }
 
 /// What the pacer did, for the run's throttling summary.
@@ -260,7 +290,10 @@ impl Pacer {
         } else {
             state.room
         };
-        if own_fits <= now || vouched >= f64::from(wanted) {
+        // Once Graph is known to refill continuously its word is the count: our own window emptying a window after a
+        // burst says nothing about a bucket that has been spent as it refilled.
+        let own_allows = own_fits <= now && state.continuous != Some(true);
+        if own_allows || vouched >= f64::from(wanted) {
             state.room = (vouched - f64::from(wanted)).max(0.0);
             state.room_at = now;
             state.writes_in_flight += wanted;
@@ -326,7 +359,7 @@ impl Pacer {
                 state.rate_scale = (state.rate_scale + 1.0 / 16.0).min(1.0);
             }
             match answered.limit_percentage {
-                Some(used) => {
+                Some(Reported { sent: used, upper }) => {
                     state.percentage_seen = true;
                     // Graph reports more used than we can have sent: what it gives us is smaller than documented,
                     // or someone else spends it. Either way, our own count keeps to what its report implies.
@@ -335,7 +368,7 @@ impl Pacer {
                         state.capacity = (ours / used).clamp(1.0, f64::from(self.write_budget.units));
                     }
                     let capacity = state.capacity;
-                    state.room = (capacity * (1.0 - used) - in_flight).max(0.0);
+                    state.room = (capacity * (1.0 - upper) - in_flight).max(0.0);
                     state.room_at = now;
                     if grant.probe {
                         // Taken although our own count was spent, with the budget still above 80 %: it flows back.
@@ -398,7 +431,33 @@ mod tests {
     }
 
     fn accepted(grant: Grant, limit_percentage: Option<f64>) -> Answered {
+        let limit_percentage = limit_percentage.map(|sent| Reported { sent, upper: sent });
         Answered { accepted_writes: grant.writes, throttled: None, limit_percentage }
+    }
+
+    #[test]
+    fn the_limit_percentage_is_read_at_the_top_of_its_precision() {
+        assert_eq!(limit_percentage_upper("0.99"), Some(0.995));
+        assert_eq!(limit_percentage_upper(" 1 "), Some(1.5));
+        assert!(limit_percentage_upper("0.8125").is_some_and(|p| (p - 0.81255).abs() < 1e-12));
+        assert_eq!(limit_percentage_upper("high"), None);
+    }
+
+    // Graph refilling continuously: our own window emptying 150 s after the burst is no licence to burst again.
+    #[tokio::test(start_paused = true)]
+    async fn under_a_continuous_refill_our_emptied_window_does_not_start_another_burst() {
+        let pacer = pacer(100, 100);
+        let start = Instant::now();
+        spend_all(&pacer, start);
+        assert_eq!(go(&pacer, 20, start), None);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let probe = go(&pacer, 20, Instant::now()).unwrap();
+        pacer.answered(probe, accepted(probe, Some(1.0)));
+        tokio::time::advance(Duration::from_secs(101)).await;
+        // The burst has left our window, but Graph said 100 % used 101 s ago and refills 1 per second: about 101.
+        let grant = go(&pacer, 20, Instant::now()).expect("the refill covers a chunk");
+        pacer.answered(grant, accepted(grant, Some(1.0)));
+        assert_eq!(go(&pacer, 20, Instant::now()), None, "Graph says the bucket is empty again");
     }
 
     #[test]

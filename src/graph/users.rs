@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use tracing::debug;
 
-use super::batch::{BatchBody, BatchItem, BatchRequest};
+use super::batch::{BatchBody, BatchItem, BatchRequest, WriteReservation};
 use super::client::{GraphClient, encode};
 use super::error::{GraphError, operation};
 use super::json::{Key, Lenient, LenientTarget};
@@ -458,10 +458,19 @@ impl GraphClient {
     /// Replaces each user's `authorizationInfo.certificateUserIds` with the given list (PATCH replaces the whole
     /// collection [user-update]), 20 writes per `$batch` [json-batching]. Items Graph throttles are retried on their
     /// own after their own `Retry-After`; every other outcome is reported per user, in input order.
-    #[tracing::instrument(skip_all, fields(tenant = %self.inner.tenant, users = writes.len()))]
     pub async fn set_certificate_user_ids(
         &self,
         writes: Vec<(UserId, Vec<String>)>,
+    ) -> Vec<(UserId, Result<(), GraphError>)> {
+        self.set_certificate_user_ids_reserved(writes, None).await
+    }
+
+    /// [`Self::set_certificate_user_ids`], its first chunk on budget reserved with [`GraphClient::reserve_writes`].
+    #[tracing::instrument(skip_all, fields(tenant = %self.inner.tenant, users = writes.len()))]
+    pub async fn set_certificate_user_ids_reserved(
+        &self,
+        writes: Vec<(UserId, Vec<String>)>,
+        reservation: Option<WriteReservation>,
     ) -> Vec<(UserId, Result<(), GraphError>)> {
         let (ids, values): (Vec<UserId>, Vec<Vec<String>>) = writes.into_iter().unzip();
         let requests = ids
@@ -473,7 +482,8 @@ impl GraphClient {
             200..=299 => Ok(()),
             _ => Err(item.into_error(operation::SET_CERTIFICATE_USER_IDS)),
         };
-        let outcomes = self.run_batch(operation::SET_CERTIFICATE_USER_IDS, requests, written).await;
+        let outcomes =
+            self.run_batch_reserved(operation::SET_CERTIFICATE_USER_IDS, requests, reservation, written).await;
         ids.into_iter()
             .zip(outcomes)
             .map(|(id, outcome)| {

@@ -5,13 +5,18 @@
 //! additions and removals into the freshest read with the planner's own [`merge`], so an administrator's edit made
 //! since the run started is kept.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use tokio::time::Instant;
 
 use super::ledger::Ledger;
 use super::plan::{Conflict, Plan, Skip, UserChange, merge, owned_after};
 use super::report::{ChangeResult, ChangeStatus, ErrorDetail};
 use crate::domain::{MAX_VALUES_PER_USER, MatchKey, Side, UserId};
-use crate::graph::{DirectoryUser, GraphClient, TARGET_SELECT};
+use crate::graph::{DirectoryUser, GraphClient, TARGET_SELECT, WriteReservation};
 use crate::storage::{BlobStore, update_json};
 
 /// What apply did.
@@ -24,12 +29,64 @@ pub struct Applied {
     pub notes: Vec<String>,
     /// Why apply stopped before the end (the run's lease was lost): the run failed, whatever was written.
     pub aborted: Option<String>,
+    /// The soft deadline came before the end: the changes not started are [`ChangeStatus::Deferred`], for a
+    /// continuation.
+    pub continued: bool,
 }
 
 impl Applied {
     /// No user failed and apply ran to its end: every planned change is in place.
     pub fn all_written(&self) -> bool {
-        self.aborted.is_none() && !self.changes.iter().any(|c| c.status == ChangeStatus::Failed)
+        self.aborted.is_none()
+            && !self.continued
+            && !self.changes.iter().any(|c| matches!(c.status, ChangeStatus::Failed | ChangeStatus::Deferred))
+    }
+
+    /// How many changes are left for a continuation.
+    pub fn deferred(&self) -> usize {
+        self.changes.iter().filter(|c| c.status == ChangeStatus::Deferred).count()
+    }
+
+    fn absorb(&mut self, piece: Applied) {
+        self.changes.extend(piece.changes);
+        self.conflicts.extend(piece.conflicts);
+        self.skipped.extend(piece.skipped);
+        self.notes.extend(piece.notes);
+    }
+}
+
+/// The once-a-minute progress line of a long apply: users written, users left, and when the write budget lets the
+/// rest be done.
+struct Progress {
+    total: usize,
+    last: Instant,
+}
+
+/// How often a long apply says where it is.
+const PROGRESS_EVERY: Duration = Duration::from_secs(60);
+
+impl Progress {
+    fn new(total: usize) -> Self {
+        Self { total, last: Instant::now() }
+    }
+
+    fn tick(&mut self, applied: &Applied, queued: usize, target: &GraphClient) {
+        if self.last.elapsed() < PROGRESS_EVERY {
+            return;
+        }
+        self.last = Instant::now();
+        let written = applied.changes.iter().filter(|c| c.status == ChangeStatus::Applied).count();
+        let budget = target.write_budget();
+        // Derived: the documented budget's steady rate (3,000 per 150 s is 20 per second).
+        let eta_secs = (queued as f64 * budget.window.as_secs_f64() / f64::from(budget.units)).ceil() as u64;
+        tracing::info!(
+            written,
+            done = applied.changes.len(),
+            remaining = queued,
+            total = self.total,
+            eta_secs,
+            "writing certificateUserIds: {written} written, {queued} left, about {eta_secs} s to go at the write budget"
+        );
     }
 }
 
@@ -43,11 +100,15 @@ pub trait WritePermit: Send + Sync {
 /// Read-modify-write attempts on the ledger before giving up (a conflict means another writer got in between).
 const LEDGER_ATTEMPTS: u32 = 8;
 
-/// Users re-read and written per round. A round bounds what apply holds besides the results (the fresh reads and the
-/// write bodies) whatever the size of the plan; 2,000 users are 100 `$batch` requests, enough to keep the client's
-/// concurrency busy. At 100,000 users, holding every fresh read and write body at once was a third of a first
-/// sync's peak memory (BENCHMARKS.md).
+/// Users written between two checks that the run still holds its lease.
 const USERS_PER_ROUND: usize = 2_000;
+
+/// Users re-read and written together: one `$batch` of reads, one of writes [json-batching].
+const CHUNK_USERS: usize = 20;
+
+/// Chunks re-reading or writing at once: the client's concurrency (8 requests), so the budget is what limits a first
+/// sync, not the latency. What apply holds besides the results is these chunks' fresh reads and write bodies.
+const CHUNKS_IN_FLIGHT: usize = 8;
 
 fn failed(change: UserChange, error: ErrorDetail) -> ChangeResult {
     ChangeResult { change, status: ChangeStatus::Failed, error: Some(Box::new(error)) }
@@ -65,6 +126,7 @@ pub async fn apply(
     ledger_blob: &str,
     permit: &dyn WritePermit,
     match_key: &MatchKey,
+    deadline: Option<Instant>,
 ) -> Applied {
     if plan.is_empty() {
         return Applied::default();
@@ -105,40 +167,76 @@ pub async fn apply(
     }
 
     // 2. Users losing values first, every one of them before any other, so a value moving between users is free when
-    // its new holder is written. Round by round, each round's users re-read just before they are written.
+    // its new holder is written. Chunk by chunk: the write budget is reserved, then the chunk's users are re-read,
+    // then written, so no more than a round trip passes between a user's re-read and its write (a round of 2,000
+    // re-read at once waited up to 100 s for Graph's write budget before its last users were written).
     let mut applied = Applied { changes: Vec::with_capacity(changes.len()), ..Applied::default() };
     // Sorted in place (stable) rather than split into two new lists: at 100,000 changes each list is 16 MB.
     changes.sort_by_key(|c| c.remove.is_empty());
-    let losing = changes.iter().take_while(|c| !c.remove.is_empty()).count();
-    let phases = [losing, changes.len() - losing];
-    let mut changes = changes.into_iter();
-    let mut reread_failed: Option<ErrorDetail> = None;
-    for phase in phases {
-        let mut left = phase;
-        while left > 0 {
-            let round: Vec<UserChange> = changes.by_ref().take(left.min(USERS_PER_ROUND)).collect();
-            if round.is_empty() {
+    let mut losing_left = changes.iter().take_while(|c| !c.remove.is_empty()).count();
+    let mut queue: VecDeque<UserChange> = changes.into();
+    let mut losing_in_flight = 0usize;
+    let mut stopped: Option<ErrorDetail> = None;
+    let mut since_confirmed = 0usize;
+    let mut started_chunks = 0usize;
+    let mut progress = Progress::new(queue.len());
+    let mut in_flight = FuturesUnordered::new();
+    loop {
+        while stopped.is_none() && !applied.continued && in_flight.len() < CHUNKS_IN_FLIGHT && !queue.is_empty() {
+            let losing = losing_left > 0;
+            if !losing && losing_in_flight > 0 {
+                break; // the gaining phase starts once every losing chunk is answered
+            }
+            if since_confirmed >= USERS_PER_ROUND {
+                since_confirmed = 0;
+                if let Err(reason) = permit.confirm().await {
+                    tracing::error!(%reason, "stopping before the next write round");
+                    stopped = Some(not_written(&format!("not written: {reason}")));
+                    applied.aborted = Some(reason);
+                    break;
+                }
+            }
+            // Every run writes at least its first chunks, so a deadline that came while reading still makes progress.
+            if started_chunks >= CHUNKS_IN_FLIGHT && deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+                tracing::info!(left = queue.len(), "the run's soft deadline has come: the rest is left to a continuation");
+                applied.continued = true;
                 break;
             }
-            left -= round.len();
-            if reread_failed.is_none()
-                && let Err(reason) = permit.confirm().await
-            {
-                tracing::error!(%reason, "stopping before the next write round");
-                reread_failed = Some(not_written(&format!("not written: {reason}")));
-                applied.aborted = Some(reason);
+            let take = if losing { losing_left } else { queue.len() }.min(CHUNK_USERS);
+            let chunk: Vec<UserChange> = queue.drain(..take).collect();
+            if losing {
+                losing_left -= chunk.len();
+                losing_in_flight += 1;
             }
-            if let Some(error) = &reread_failed {
-                applied.changes.extend(round.into_iter().map(|c| failed(c, error.clone())));
-                continue;
-            }
-            if let Err((round, error)) = write_round(round, target, match_key, &mut applied).await {
-                applied.changes.extend(round.into_iter().map(|c| failed(c, error.clone())));
-                reread_failed = Some(error);
+            since_confirmed += chunk.len();
+            started_chunks += 1;
+            in_flight.push(write_chunk(chunk, losing, target, match_key, deadline));
+        }
+        let Some(ChunkWritten { result, held, losing }) = in_flight.next().await else { break };
+        if losing {
+            losing_in_flight -= 1;
+            losing_left += held.len();
+        }
+        for change in held.into_iter().rev() {
+            queue.push_front(change);
+        }
+        match result {
+            Ok(piece) => applied.absorb(piece),
+            Err((chunk, error)) => {
+                applied.changes.extend(chunk.into_iter().map(|c| failed(c, error.clone())));
+                stopped.get_or_insert(error);
             }
         }
+        progress.tick(&applied, queue.len(), target);
     }
-    drop(changes);
+    drop(in_flight);
+    match &stopped {
+        Some(error) => applied.changes.extend(queue.into_iter().map(|c| failed(c, error.clone()))),
+        // Left for the continuation: not failed, not written; their claims stay in the ledger.
+        None => applied.changes.extend(
+            queue.into_iter().map(|change| ChangeResult { change, status: ChangeStatus::Deferred, error: None }),
+        ),
+    }
 
     // 4. Settle the ledger from what is really on each user now, and record the plan's other edits. A run that lost
     // its lease leaves the ledger to the run that holds it: the claims it made already cover what it wrote.
@@ -162,7 +260,7 @@ pub async fn apply(
                     ledger.set(id.clone(), kept);
                 }
                 // A failed write keeps its claims: the next plan drops any claimed value that is not on the user.
-                ChangeStatus::Failed | ChangeStatus::Planned => {}
+                ChangeStatus::Failed | ChangeStatus::Planned | ChangeStatus::Deferred => {}
             }
         }
         ledger_edits.apply_to(&mut ledger);
@@ -177,14 +275,43 @@ pub async fn apply(
     applied
 }
 
-/// Re-reads one round's users and writes those whose list still changes. When the re-read fails nothing of the
-/// round is written, and the round comes back with the reason.
+/// One chunk's answer, and the changes the write budget did not cover this time (a probe takes one).
+struct ChunkWritten {
+    result: Result<Applied, (Vec<UserChange>, ErrorDetail)>,
+    held: Vec<UserChange>,
+    losing: bool,
+}
+
+/// Reserves the write budget for up to one chunk, then re-reads and writes what it covers.
+async fn write_chunk(
+    mut chunk: Vec<UserChange>,
+    losing: bool,
+    target: &GraphClient,
+    match_key: &MatchKey,
+    deadline: Option<Instant>,
+) -> ChunkWritten {
+    // Waiting for budget past the soft deadline would only run into the host's timeout: the chunk is left over.
+    let reservation = match deadline {
+        Some(deadline) => match tokio::time::timeout_at(deadline, target.reserve_writes(chunk.len())).await {
+            Ok(reservation) => reservation,
+            Err(_) => return ChunkWritten { result: Ok(Applied::default()), held: chunk, losing },
+        },
+        None => target.reserve_writes(chunk.len()).await,
+    };
+    let held = chunk.split_off(reservation.writes().min(chunk.len()));
+    let result = write_round(chunk, target, match_key, reservation).await;
+    ChunkWritten { result, held, losing }
+}
+
+/// Re-reads a chunk's users and writes those whose list still changes, the first writes on `reservation`. When the
+/// re-read fails nothing of the chunk is written, and the chunk comes back with the reason.
 async fn write_round(
     round: Vec<UserChange>,
     target: &GraphClient,
     match_key: &MatchKey,
-    applied: &mut Applied,
-) -> Result<(), (Vec<UserChange>, ErrorDetail)> {
+    reservation: WriteReservation,
+) -> Result<Applied, (Vec<UserChange>, ErrorDetail)> {
+    let mut applied = Applied::default();
     let ids: Vec<UserId> = round.iter().map(|c| c.user.id.clone()).collect();
     let mut select = TARGET_SELECT.to_vec();
     let key_property = match_key.attribute().graph_property();
@@ -269,7 +396,7 @@ async fn write_round(
     }
     drop(fresh);
     if pending.is_empty() {
-        return Ok(());
+        return Ok(applied);
     }
 
     let (changes, writes): (Vec<UserChange>, Vec<(UserId, Vec<String>)>) = pending
@@ -279,7 +406,8 @@ async fn write_round(
             (change, (id, after))
         })
         .unzip();
-    let mut outcomes: BTreeMap<UserId, _> = target.set_certificate_user_ids(writes).await.into_iter().collect();
+    let mut outcomes: BTreeMap<UserId, _> =
+        target.set_certificate_user_ids_reserved(writes, Some(reservation)).await.into_iter().collect();
     for change in changes {
         match outcomes.remove(&change.user.id) {
             Some(Ok(())) => applied.changes.push(ChangeResult { change, status: ChangeStatus::Applied, error: None }),
@@ -303,5 +431,5 @@ async fn write_round(
             None => applied.changes.push(failed(change, not_written("Graph returned no result for this write"))),
         }
     }
-    Ok(())
+    Ok(applied)
 }

@@ -24,6 +24,12 @@ pub enum RunError {
         waited.as_secs()
     )]
     LeaseBusy { waited: Duration },
+    /// An incremental run met a long run's lease and handed its groups to it: that run queues them when it ends.
+    #[error(
+        "another run holds this tenant's lease; the changed groups were handed to it and are reconciled as soon as it \
+         ends"
+    )]
+    Folded,
     #[error("the run lease could not be taken, so nothing was written: {0}")]
     Lease(#[source] StorageError),
     #[error("the delta position of group {group} could not be read: {source}")]
@@ -65,7 +71,7 @@ impl RunError {
     /// everything else a failure.
     pub fn outcome(&self) -> RunOutcome {
         match self {
-            Self::LeaseHeld => RunOutcome::Skipped { reason: self.to_string() },
+            Self::LeaseHeld | Self::Folded => RunOutcome::Skipped { reason: self.to_string() },
             _ => RunOutcome::Failed { reason: self.to_string() },
         }
     }

@@ -27,7 +27,7 @@ pub const DELTA_SCHEMA_VERSION: u32 = 1;
 const CURSOR_ATTEMPTS: u32 = 8;
 
 /// One group a notification named, on its tenant's side.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ChangedGroup {
     pub side: Side,

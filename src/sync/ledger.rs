@@ -38,6 +38,12 @@ pub struct LedgerAnchor {
 }
 
 /// The blob used as the run lease for a tenant: one writer per Tenant B at a time.
+/// Groups whose notifications met the lease held by a long run: that run hands them on when it ends (`Trail::
+/// follow_ups`), so a change made during a long first sync is neither lost nor retried into the poison queue.
+pub fn folded_blob(tenant: &TenantId) -> String {
+    format!("locks/{tenant}.folded.json")
+}
+
 pub fn lease_blob(tenant: &TenantId) -> String {
     format!("locks/{tenant}.lock")
 }

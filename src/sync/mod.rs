@@ -203,6 +203,14 @@ impl SyncService {
             duration_ms = report.duration_ms,
             "sync run finished"
         );
+        if let Some(line) = report.throttling_line() {
+            tracing::info!(
+                writes = report.graph.tenant_b.writes,
+                throttled = report.graph.tenant_a.throttled_responses + report.graph.tenant_b.throttled_responses,
+                paced_wait_ms = report.graph.tenant_a.paced_wait_ms + report.graph.tenant_b.paced_wait_ms,
+                "{line}"
+            );
+        }
         report
     }
 
@@ -261,16 +269,19 @@ fn record(report: &mut RunReport, Reconciled { result, trail }: Reconciled) {
         }
         Ok(Applied::Written { plan, applied }) => {
             let all_written = applied.all_written();
+            let remaining = applied.deferred();
             summarize(report, plan);
             report.changes = applied.changes;
             report.conflicts.extend(applied.conflicts);
             report.skipped.extend(applied.skipped);
             match applied.aborted {
                 Some(reason) => RunOutcome::Failed { reason: format!("{reason}; the run stopped writing") },
+                None if applied.continued => RunOutcome::Continued { remaining },
                 None if all_written => RunOutcome::Succeeded,
                 None => RunOutcome::CompletedWithFailures,
             }
         }
     };
     report.notes.extend(trail.notes);
+    report.follow_ups = trail.follow_ups;
 }

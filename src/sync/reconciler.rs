@@ -6,6 +6,7 @@
 //! ([`incremental::read_changes`]); when nothing did it stops there, otherwise it observes and plans exactly as the
 //! full sync does and applies the part of the plan about the affected users.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,6 +39,15 @@ pub struct RunRequest {
     /// that cannot be restored): the run is a first sync again, and says what that costs.
     pub accept_new_ledger: bool,
     pub invocation_id: Option<String>,
+    /// When writing stops and the rest is left to a continuation, counted from the start of the run
+    /// (`SYNC_SOFT_DEADLINE_MINUTES` for the Functions triggers; none for the CLI).
+    pub soft_deadline: Option<Duration>,
+    /// A full sync that must not be skipped (a continuation): wait for a held lease like an incremental run, and
+    /// fail so the queue retries when it stays held.
+    pub wait_for_lease: bool,
+    /// The caller can queue follow-up work (a Functions trigger with the `followUps` output): the run hands on the
+    /// groups folded into it while it held the lease ([`Trail::follow_ups`]). The CLI leaves them for the next run.
+    pub queues_follow_ups: bool,
 }
 
 impl Default for RunRequest {
@@ -48,6 +58,9 @@ impl Default for RunRequest {
             allow_mass_removal: false,
             accept_new_ledger: false,
             invocation_id: None,
+            soft_deadline: None,
+            wait_for_lease: false,
+            queues_follow_ups: false,
         }
     }
 }
@@ -108,6 +121,9 @@ pub struct Trail {
     pub full_resync: Option<String>,
     /// Tenant B users the applied part of the plan was restricted to.
     pub affected_users: Option<usize>,
+    /// Groups whose notifications were folded into this run while it held the lease: to queue as one incremental
+    /// run (only when [`RunRequest::queues_follow_ups`]).
+    pub follow_ups: Vec<incremental::ChangedGroup>,
 }
 
 /// A run's result with its trail.
@@ -136,17 +152,24 @@ impl Reconciler {
     pub async fn reconcile(&self, stores: &Stores, scope: &Scope, dry_run: bool, request: &RunRequest) -> Reconciled {
         let mut trail = Trail::default();
         let tenant = &self.settings.tenant_b.tenant_id;
+        let deadline = request.soft_deadline.map(|after| tokio::time::Instant::now() + after);
 
         // One writer per Tenant B: the timer and the notification path never write concurrently.
         let lease = if dry_run {
             None
         } else {
-            let wait = if *scope == Scope::Full { Duration::ZERO } else { INCREMENTAL_LEASE_WAIT };
+            let skippable = *scope == Scope::Full && !request.wait_for_lease;
+            let wait = if skippable { Duration::ZERO } else { INCREMENTAL_LEASE_WAIT };
             match RunLease::take(&stores.state, &ledger::lease_blob(tenant), wait).await {
                 Ok(Some(lease)) => Some(lease),
-                Ok(None) if *scope == Scope::Full => return Reconciled { result: Err(RunError::LeaseHeld), trail },
-                // The change this run was for would be lost if it were skipped: fail, so the queue retries.
-                Ok(None) => return Reconciled { result: Err(RunError::LeaseBusy { waited: wait }), trail },
+                Ok(None) if skippable => return Reconciled { result: Err(RunError::LeaseHeld), trail },
+                // The change this run was for would be lost if it were skipped: hand it to the run holding the
+                // lease, or fail so the queue retries.
+                Ok(None) => match self.fold_into_holder(stores, scope).await {
+                    Ok(Some(lease)) => Some(lease),
+                    Ok(None) => return Reconciled { result: Err(RunError::Folded), trail },
+                    Err(_) => return Reconciled { result: Err(RunError::LeaseBusy { waited: wait }), trail },
+                },
                 Err(error) => return Reconciled { result: Err(RunError::Lease(error)), trail },
             }
         };
@@ -155,8 +178,20 @@ impl Reconciler {
             Some(lease) => lease,
             None => &NoWrites,
         };
-        let result = self.observe_plan_apply(stores, scope, dry_run, request, permit, &mut trail).await;
+        let result = self.observe_plan_apply(stores, scope, dry_run, request, permit, deadline, &mut trail).await;
 
+        if let Some(lease) = &lease
+            && request.queues_follow_ups
+            && !lease.is_lost()
+            && !continued(&result)
+        {
+            match self.take_folded(stores).await {
+                Ok(groups) => trail.follow_ups = groups,
+                Err(error) => trail.notes.push(format!(
+                    "the notifications folded into this run could not be read ({error}); the next run hands them on"
+                )),
+            }
+        }
         if let Some(lease) = lease {
             if lease.is_lost() {
                 trail.notes.push("the run lease was lost during the run; another run may have started".to_owned());
@@ -178,6 +213,7 @@ impl Reconciler {
         dry_run: bool,
         request: &RunRequest,
         permit: &dyn apply::WritePermit,
+        deadline: Option<tokio::time::Instant>,
         trail: &mut Trail,
     ) -> Result<Applied, RunError> {
         let sync = &self.settings.sync;
@@ -254,7 +290,7 @@ impl Reconciler {
         if dry_run {
             return Ok(Applied::Planned { plan: summary, changes: plan.changes });
         }
-        let mut written = apply::apply(plan, target, state, &ledger_blob, permit, &sync.match_key).await;
+        let mut written = apply::apply(plan, target, state, &ledger_blob, permit, &sync.match_key, deadline).await;
         trail.notes.append(&mut written.notes);
         if anchor == Anchor::Due {
             trail.notes.extend(write_anchor(state, tenant, &ledger_blob).await);
@@ -273,6 +309,47 @@ impl Reconciler {
             }
         }
         Ok(applied)
+    }
+}
+
+/// Whether the run stopped at its soft deadline (its continuation hands on what was folded into it).
+fn continued(result: &Result<Applied, RunError>) -> bool {
+    matches!(result, Ok(Applied::Written { applied, .. }) if applied.continued)
+}
+
+impl Reconciler {
+    /// Records the groups of `scope` for the run holding the lease, then tries the lease once more: a holder that
+    /// ended between the two may have handed on the record before this one was added. `Ok(Some)`: the lease is ours
+    /// after all, run now. `Err`: the record could not be written (the queue retries the notification).
+    async fn fold_into_holder(&self, stores: &Stores, scope: &Scope) -> Result<Option<RunLease>, StorageError> {
+        let Scope::Groups(groups) = scope else { return Ok(None) };
+        let tenant = &self.settings.tenant_b.tenant_id;
+        let blob = ledger::folded_blob(tenant);
+        crate::storage::update_json::<BTreeSet<incremental::ChangedGroup>, _>(stores.state.as_ref(), &blob, 8, |held| {
+            let mut held = held.unwrap_or_default();
+            held.extend(groups.iter().cloned());
+            held
+        })
+        .await?;
+        tracing::info!(groups = groups.len(), "the lease is held by another run: the changed groups were handed to it");
+        RunLease::take(&stores.state, &ledger::lease_blob(tenant), Duration::ZERO).await
+    }
+
+    /// Takes the groups folded into this run (and leaves none behind).
+    async fn take_folded(&self, stores: &Stores) -> Result<Vec<incremental::ChangedGroup>, StorageError> {
+        let blob = ledger::folded_blob(&self.settings.tenant_b.tenant_id);
+        // Read first: nearly every run has nothing folded into it, and then writes nothing.
+        let held = read_json::<BTreeSet<incremental::ChangedGroup>>(stores.state.as_ref(), &blob).await?;
+        if held.is_none_or(|(groups, _)| groups.is_empty()) {
+            return Ok(Vec::new());
+        }
+        let mut taken = Vec::new();
+        crate::storage::update_json::<BTreeSet<incremental::ChangedGroup>, _>(stores.state.as_ref(), &blob, 8, |held| {
+            taken = held.unwrap_or_default().into_iter().collect();
+            BTreeSet::new()
+        })
+        .await?;
+        Ok(taken)
     }
 }
 

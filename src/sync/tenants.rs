@@ -27,7 +27,11 @@ pub struct Tenants {
 impl Tenants {
     /// Builds both clients from the settings (their credentials, cloud, extra CA).
     pub fn connect(settings: &Settings) -> Result<Self, SetupError> {
-        let options = GraphOptions { extra_ca_pem: settings.extra_ca_pem.clone(), ..GraphOptions::default() };
+        let options = GraphOptions {
+            extra_ca_pem: settings.extra_ca_pem.clone(),
+            write_budget: settings.graph_write_budget,
+            ..GraphOptions::default()
+        };
         let source = GraphClient::connect(
             settings.tenant_a.tenant_id.clone(),
             &settings.tenant_a.credential,

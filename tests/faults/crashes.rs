@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use graph_emulator::{EmulatorOptions, RequestKind};
 use rand::Rng;
 
+use super::helpers::spawn_binary;
 use super::world::Scenario;
 
 /// Added to every Graph request so a run's apply phase spans long enough to be hit at many different points.
@@ -85,4 +86,55 @@ async fn a_run_killed_at_random_points_of_apply_is_completed_exactly_by_the_next
     // The seeds together hit the apply phase, not only the reads before it (a replayed seed may be a read-phase one).
     let landed_in_writes = runs.iter().any(|(_, writes)| *writes > 0);
     assert!(runs.len() == 1 || landed_in_writes, "no kill landed during the writes: {runs:?}");
+}
+
+/// A first sync of 300 more users stopped at a random soft deadline on every invocation (`--soft-deadline`, as
+/// `SYNC_SOFT_DEADLINE_MINUTES` stops a timer run), one continuation killed outright at a random moment, continued
+/// until it is done: every invocation loses nothing, and the end is exactly one uninterrupted run's state (issue 19).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_first_sync_continued_at_random_deadlines_and_killed_once_ends_as_one_uninterrupted_run() {
+    let mut s = Scenario::seeded(
+        "continued-first-sync",
+        0xC0_7100,
+        EmulatorOptions { latency: Duration::from_millis(100), ..EmulatorOptions::default() },
+    )
+    .await;
+    s.add_matched_pairs(300);
+    let killed_invocation = s.rng.random_range(2..=4);
+    let (mut continued, mut invocation) = (0, 0);
+    let started = Instant::now();
+    loop {
+        invocation += 1;
+        assert!(started.elapsed() < Duration::from_secs(240), "the continuations never finished");
+        // From before the writes start (reads take several round trips) to well into them; every invocation still
+        // writes its first chunks.
+        let deadline = format!("{:.3}", s.rng.random_range(100..1_000) as f64 / 1000.0);
+        if invocation == killed_invocation {
+            let before = s.before_run().await;
+            let (mut child, _output) = spawn_binary(&["sync", "--json", "--soft-deadline", &deadline], &s.env);
+            tokio::time::sleep(Duration::from_millis(s.rng.random_range(100..1_200))).await;
+            let _ = child.kill();
+            let _ = child.wait();
+            s.after_run(&before, &format!("the continuation killed in invocation {invocation}"));
+            s.phase(&format!("invocation {invocation} killed, {} user writes so far", s.user_writes().len()));
+            continue;
+        }
+        let run = s.sync_with(&["--soft-deadline", &deadline]).await;
+        match run.status() {
+            "continued" => {
+                continued += 1;
+                let left = run.report["outcome"]["remaining"].as_u64().unwrap_or(0);
+                let deferred = run.report["changes"]
+                    .as_array()
+                    .map_or(0, |changes| changes.iter().filter(|c| c["status"] == "deferred").count());
+                assert_eq!(left as usize, deferred, "the report lists what is left: {}", run.report["outcome"]);
+            }
+            // The killed run's lease has not expired yet.
+            "skipped" => tokio::time::sleep(Duration::from_secs(1)).await,
+            "succeeded" => break,
+            other => panic!("invocation {invocation} ended {other}: {}", run.report),
+        }
+    }
+    assert!(continued >= 2, "the deadlines should have interrupted the first sync more than once ({continued})");
+    s.converges().await;
 }

@@ -19,6 +19,7 @@
 //! | `notifications::duplicated_notifications_…` | every notification twice: no user written twice |
 //! | `storage::azurite_stopped_mid_run_…` | storage gone mid-run, a run without storage writes nothing, ownership survives |
 //! | `crashes::a_run_killed_at_random_points_…` | `SIGKILL` while reading, before, inside and after the `$batch`: the next run completes exactly |
+//! | `crashes::a_first_sync_continued_at_random_deadlines_…` | a first sync stopped at random soft deadlines, one continuation killed: every invocation loses nothing; the end is one run's state |
 //! | `odd::a_member_page_shorter_than_its_count_…` | a `200` page missing a member its `@odata.count` counts fails the run before any write |
 //! | `odd::user_members_listed_with_only_their_id_…` | user members without their fields fail the run before any write |
 //! | `odd::a_member_page_whose_next_link_is_not_a_url_…` | a non-string `@odata.nextLink` fails the run before any write |

@@ -95,6 +95,15 @@ impl Scenario {
 
     /// Seeds the directory and runs the clean baseline, checked by the oracle; the changes are the caller's.
     pub async fn baseline(name: &'static str, default_seed: u64, options: EmulatorOptions) -> Self {
+        let mut scenario = Self::seeded(name, default_seed, options).await;
+        let baseline = scenario.sync().await;
+        assert_eq!(baseline.status(), "succeeded", "the baseline run: {}", baseline.report);
+        scenario.assert_oracle();
+        scenario
+    }
+
+    /// Seeds the directory, nothing synced yet: the first sync is the caller's.
+    pub async fn seeded(name: &'static str, default_seed: u64, options: EmulatorOptions) -> Self {
         let seed = seed_for(name, default_seed);
         let emulator = Emulator::start(options).await.expect("start the Graph emulator");
         let azurite = Azurite::start().await;
@@ -122,10 +131,17 @@ impl Scenario {
         };
         scenario.seed_directory();
         scenario.phase("seeded");
-        let baseline = scenario.sync().await;
-        assert_eq!(baseline.status(), "succeeded", "the baseline run: {}", baseline.report);
-        scenario.assert_oracle();
         scenario
+    }
+
+    /// `count` more matched pairs, each Tenant B user with none to two of an administrator's own values.
+    pub fn add_matched_pairs(&mut self, count: usize) {
+        for i in 0..count {
+            self.add_source(format!("bulk{i:04}@tenant-a.example"), true);
+            let own = self.rng.random_range(0..=2);
+            let values = self.administrator_values(1_000 + i, own);
+            self.add_target(format!("bulk{i:04}@tenant-b.example"), true, false, values);
+        }
     }
 
     /// Asserts Tenant B is exactly in the state one complete run over the model's directory gives.

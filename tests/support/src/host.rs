@@ -9,7 +9,8 @@
 //! - the queue trigger: each message is posted to `/function-notifications` as the host posts a message bound as a
 //!   string, JSON-encoded twice (`GetHttpScriptInvocationContextValue`), with `DequeueCount`, `Id`, … as JSON text,
 //!   at most `batchSize` (4) at once; a non-2xx answer puts it back after a visibility timeout, and after
-//!   `maxDequeueCount` (5) attempts it goes to the poison list.
+//!   `maxDequeueCount` (5) attempts it goes to the poison list. The worker's `followUps` queue output (and the
+//!   timer's, through [`HostShim::take_outputs`]) goes back onto the same queue when the invocation succeeded.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -105,6 +106,12 @@ impl HostShim {
         enqueue(&self.shared, text.to_owned());
     }
 
+    /// The `followUps` queue output of an invocation the test made itself (the timer's): the host writes each
+    /// message of a successful invocation's output binding to its queue (`graph-notifications`), as for the webhook.
+    pub fn take_outputs(&self, status: u16, reply: &Value) {
+        enqueue_outputs(&self.shared, status, reply, FOLLOW_UPS);
+    }
+
     pub fn history(&self) -> Vec<String> {
         self.shared.history.lock().unwrap().clone()
     }
@@ -147,6 +154,22 @@ impl Drop for HostShim {
         for task in &self.tasks {
             task.abort();
         }
+    }
+}
+
+/// The queue output of `function-cert-sync` and `function-notifications` (their function.json), to the same queue.
+const FOLLOW_UPS: &str = "followUps";
+
+/// The messages of output binding `name` go to the queue when the invocation succeeded; a failed invocation's
+/// outputs are not flushed (the host binds outputs after the function completes).
+fn enqueue_outputs(shared: &Shared, status: u16, reply: &Value, name: &str) {
+    if !(200..300).contains(&status) {
+        return;
+    }
+    for message in functions_host::queue_output_messages(reply["Outputs"].get(name)) {
+        let text = String::from_utf8_lossy(&message).into_owned();
+        shared.history.lock().unwrap().push(text.clone());
+        enqueue(shared, text);
     }
 }
 
@@ -262,6 +285,7 @@ async fn queue_worker(shared: Arc<Shared>) {
         tokio::spawn(async move {
             message.dequeue_count += 1;
             let (status, reply) = invoke(&shared, &message).await;
+            enqueue_outputs(&shared, status, &reply, FOLLOW_UPS);
             shared.invocations.lock().unwrap().push(Invocation {
                 message: message.text.clone(),
                 dequeue_count: message.dequeue_count,
