@@ -530,3 +530,91 @@ async fn measure_webhook_ack_latency_and_change_to_convergence() {
         convergence[4], convergence[9]
     );
 }
+
+/// The run lease held, as a long first sync holds it: the state container's lease blob, taken by the test.
+async fn hold_the_run_lease(world: &World) -> certsync::sync::lease::RunLease {
+    let connection = StorageConnection::ConnectionString(world.azurite.connection_string().into());
+    let store: std::sync::Arc<dyn BlobStore> =
+        std::sync::Arc::new(AzureBlobStore::connect(&connection, None, "certsync-state").await.expect("Azurite"));
+    let blob = certsync::sync::ledger::lease_blob(&certsync::domain::TenantId::parse(TENANT_B).expect("a tenant id"));
+    certsync::sync::lease::RunLease::take(&store, &blob, Duration::from_secs(20))
+        .await
+        .expect("Azurite answers")
+        .expect("nobody holds the lease")
+}
+
+// Issue 19: during a long first sync every notification waited 10 s for the lease, failed, and after five attempts
+// ended in the poison queue. Now it hands its group to the run holding the lease and is done; that run queues the
+// group when it ends, and the change lands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_notification_during_a_long_run_is_handed_to_it_not_poisoned_and_lands_when_the_run_ends() {
+    let n = Notified::start().await;
+    let (frank_a, frank_b) = seed_frank(&n.world);
+    n.warm_up().await;
+    let before = n.shim.invocations().len();
+    let lease = hold_the_run_lease(&n.world).await;
+
+    n.directory().add_member(TENANT_A, &n.world.world.group_a, &frank_a);
+    n.shim.settle("the notification handed on", SETTLE, || n.shim.invocations().len() > before).await;
+    let handed: Vec<_> = n.shim.invocations().into_iter().skip(before).collect();
+    assert!(handed.iter().all(|i| i.status == 200), "answered, not retried: {handed:#?}");
+    assert!(handed.iter().any(|i| i.reply["Logs"].to_string().contains("handed to it")), "{handed:#?}");
+    assert!(n.shim.poison().is_empty());
+    assert!(n.values(&frank_b).is_empty(), "nothing is written while another run holds the lease");
+
+    // The long run ends: it hands the group on through its followUps output, and the worker reconciles it.
+    lease.release().await.expect("release the lease");
+    let (status, _, reply) = n.app.invoke("function-cert-sync", &timer_envelope(Value::Null, false)).await;
+    assert_eq!(status, 200, "{reply}");
+    let follow_ups = reply["Outputs"]["followUps"].to_string();
+    assert!(follow_ups.contains("changedGroups") && follow_ups.contains(&n.world.world.group_a), "{reply}");
+    n.shim.take_outputs(status, &reply);
+    n.converge(&frank_b, &["X509:<S>CN=frank"]).await;
+    assert!(n.shim.poison().is_empty());
+    // The record is consumed: the next run hands nothing on.
+    let (_, _, again) = n.app.invoke("function-cert-sync", &timer_envelope(Value::Null, false)).await;
+    assert!(again["Outputs"].get("followUps").is_none(), "{again}");
+}
+
+// Issue 19: a first sync that cannot finish before functionTimeout stops at its soft deadline, reports `continued`
+// with what is left, and queues a continuation; each continuation does the same until every user is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_timer_run_past_its_soft_deadline_continues_through_the_queue_until_every_user_is_written() {
+    let mut world = World::start_with(EmulatorOptions { latency: Duration::from_millis(100), ..EmulatorOptions::default() }).await;
+    let directory = world.emulator.directory();
+    let mut bulk_b = Vec::new();
+    for i in 0..400 {
+        let a = directory.add_user(TENANT_A, NewUser::new(format!("bulk{i:03}@tenant-a.example")));
+        directory.add_member(TENANT_A, &world.world.group_a, &a);
+        let b = directory.add_user(TENANT_B, NewUser::new(format!("bulk{i:03}@tenant-b.example")));
+        directory.add_member(TENANT_B, &world.world.group_b, &b);
+        bulk_b.push((i, b));
+    }
+    // 0.3 s: each run writes its first chunks, then hands the rest on.
+    world.env.insert("SYNC_SOFT_DEADLINE_MINUTES".into(), "0.005".into());
+    let shim = HostShim::bind(FUNCTION_KEY).await;
+    let app = TestApp::spawn(&world.env).await;
+    shim.connect(app.port);
+
+    let (status, _, reply) = app.invoke("function-cert-sync", &timer_envelope(Value::Null, false)).await;
+    assert_eq!((status, reply["ReturnValue"]["outcome"].as_str()), (200, Some("continued")), "{reply}");
+    assert!(reply["Logs"].to_string().contains("Queued continuation 1"), "{reply}");
+    shim.take_outputs(status, &reply);
+    let done = || bulk_b.iter().all(|(i, b)| {
+        directory.user(TENANT_B, b).map(|u| u.certificate_user_ids) == Some(vec![format!("X509:<S>CN=bulk{i:03}")])
+    });
+    shim.settle("the continuations", Duration::from_secs(120), done).await;
+
+    let invocations = shim.invocations();
+    assert!(invocations.iter().all(|i| i.status == 200), "{invocations:#?}");
+    let outcomes: Vec<&str> = invocations.iter().filter_map(|i| i.reply["ReturnValue"]["outcome"].as_str()).collect();
+    assert!(outcomes.len() >= 2 && outcomes[..outcomes.len() - 1].iter().all(|o| *o == "continued"), "{outcomes:?}");
+    assert_eq!(outcomes.last(), Some(&"succeeded"), "the last continuation finishes: {outcomes:?}");
+    assert!(shim.poison().is_empty());
+    // Nothing is left: a further run writes nothing.
+    world.emulator.directory().clear_requests();
+    let (_, _, again) = app.invoke("function-cert-sync", &timer_envelope(Value::Null, false)).await;
+    assert_eq!(again["ReturnValue"]["outcome"], "succeeded", "{again}");
+    let writes = world.emulator.directory().requests().iter().filter(|r| r.kind == RequestKind::Write).count();
+    assert_eq!(writes, 0, "{again}");
+}
