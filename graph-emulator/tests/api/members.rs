@@ -111,6 +111,29 @@ async fn the_user_cast_excludes_devices_and_needs_consistency_level() {
     assert_eq!(status, 400, "no ConsistencyLevel header");
 }
 
+// The count is computed once per state of the directory (it travels in every nextLink), yet it follows every change:
+// a member added, a member removed, a user deleted, and each listing (cast, transitive) counts its own.
+#[tokio::test]
+async fn counts_follow_every_change_of_the_directory() {
+    let app = spawn().await;
+    let (group, user, _) = mixed_group(&app);
+    let token = app.reader_token().await;
+    let users = format!("groups/{group}/members/microsoft.graph.user?$count=true");
+    let transitive = format!("groups/{group}/transitiveMembers/microsoft.graph.user?$count=true");
+    let count = |path: String| {
+        let (app, token) = (&app, &token);
+        async move { json(app.get_eventual(token, &path).await).await["@odata.count"].clone() }
+    };
+    assert_eq!((count(users.clone()).await, count(transitive.clone()).await), (1.into(), 2.into()));
+    let carol = app.directory.add_user(TENANT_A, NewUser::new("carol@a.example"));
+    app.directory.add_member(TENANT_A, &group, &carol);
+    assert_eq!((count(users.clone()).await, count(transitive.clone()).await), (2.into(), 3.into()));
+    app.directory.remove_member(TENANT_A, &group, &user);
+    assert_eq!(count(users.clone()).await, 1);
+    app.directory.delete_user(TENANT_A, &carol);
+    assert_eq!((count(users).await, count(transitive).await), (0.into(), 1.into()));
+}
+
 // [group-list-transitivemembers] nested members are flattened; the nested group itself is listed too.
 #[tokio::test]
 async fn transitive_members_flatten_nested_groups() {
