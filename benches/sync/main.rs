@@ -19,9 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use graph_emulator::{
-    AppRegistration, Directory, Emulator, EmulatorOptions, NewUser, Refill, RequestKind, Throttling,
-};
+use graph_emulator::{AppRegistration, Directory, Emulator, EmulatorOptions, NewUser, Refill, RequestKind, Throttling};
 use serde_json::Value;
 
 use certsync_test_support::functions_host;
@@ -84,9 +82,7 @@ fn args() -> Args {
             "--throttled-max" => args.throttled_max = it.next().and_then(|v| v.parse().ok()).unwrap_or(10_000),
             "--only" => args.only = it.next().unwrap_or_default().split(',').map(|s| s.trim().to_owned()).collect(),
             "--refill-size" => args.refill_size = it.next().and_then(|v| v.parse().ok()).unwrap_or(10_000),
-            "--continuation-size" => {
-                args.continuation_size = it.next().and_then(|v| v.parse().ok()).unwrap_or(100_000)
-            }
+            "--continuation-size" => args.continuation_size = it.next().and_then(|v| v.parse().ok()).unwrap_or(100_000),
             _ => {} // `cargo bench` passes `--bench`.
         }
     }
@@ -654,7 +650,8 @@ fn refill_floor_secs(refill: &Refill, writes: usize, capacity: f64, window: f64)
 /// attempts, and throttled answers.
 fn emulator_counts(directory: &Directory) -> (usize, usize, usize) {
     let requests = directory.requests();
-    let graph = requests.iter().filter(|r| matches!(r.kind, RequestKind::Read | RequestKind::Write) && r.tenant.is_some());
+    let graph =
+        requests.iter().filter(|r| matches!(r.kind, RequestKind::Read | RequestKind::Write) && r.tenant.is_some());
     let (mut all, mut writes, mut throttled) = (0, 0, 0);
     for request in graph {
         all += 1;
@@ -672,12 +669,22 @@ async fn refill_models(args: &Args) {
         ("sliding window of 150 s", Refill::SlidingWindow),
         ("fixed windows of 150 s, the first 100 s old at the first request", Refill::FixedWindow { phase_secs: 100 }),
     ];
-    println!("\nFirst sync of {size} users under each refill model (Graph's 3,000 writes per 150 s), {} ms latency.\n", args.latency.as_millis());
-    println!("| refill model | wall time | floor (derived) | over the floor | Graph requests | write attempts | 429s | 429s per write | requests per write |");
+    println!(
+        "\nFirst sync of {size} users under each refill model (Graph's 3,000 writes per 150 s), {} ms latency.\n",
+        args.latency.as_millis()
+    );
+    println!(
+        "| refill model | wall time | floor (derived) | over the floor | Graph requests | write attempts | 429s | 429s per write | requests per write |"
+    );
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (name, refill) in models {
         eprintln!("first sync of {size} users, refill {name}…");
-        let options = EmulatorOptions { latency: args.latency, throttling: Throttling::Graph, refill: refill.clone(), ..EmulatorOptions::default() };
+        let options = EmulatorOptions {
+            latency: args.latency,
+            throttling: Throttling::Graph,
+            refill: refill.clone(),
+            ..EmulatorOptions::default()
+        };
         let emulator = Emulator::start(options).await.expect("start the emulator");
         let dir = temp_dir("refill");
         let pair = seed_pair(&emulator.directory(), size, 1, &HashMap::new());
@@ -742,9 +749,13 @@ async fn continuation(args: &Args) {
     emulator.shutdown().await;
 
     // One uninterrupted run of the same directory, without throttling (the state is what matters here).
-    let reference = Emulator::start(EmulatorOptions { latency: Duration::ZERO, throttling: Throttling::Off, ..EmulatorOptions::default() })
-        .await
-        .expect("start the emulator");
+    let reference = Emulator::start(EmulatorOptions {
+        latency: Duration::ZERO,
+        throttling: Throttling::Off,
+        ..EmulatorOptions::default()
+    })
+    .await
+    .expect("start the emulator");
     let reference_dir = temp_dir("continuation-reference");
     let reference_pair = seed_pair(&reference.directory(), size, 1, &HashMap::new());
     let reference_env = env_for(&reference, &reference_pair, &write_ca(&reference_dir, &reference));
@@ -754,11 +765,19 @@ async fn continuation(args: &Args) {
     let same = continued == uninterrupted;
     let floor = refill_floor_secs(&Refill::Continuous, size, f64::from(writes_per_150s), BUDGET_WINDOW_SECS);
 
-    println!("\nA first sync of {size} users that continues across invocations: budget scaled to {writes_per_150s} writes per 150 s (continuous refill; GRAPH_WRITE_BUDGET={writes_per_150s}/150), soft deadline {deadline} s, {} ms latency.\n", args.latency.as_millis());
+    println!(
+        "\nA first sync of {size} users that continues across invocations: budget scaled to {writes_per_150s} writes per 150 s (continuous refill; GRAPH_WRITE_BUDGET={writes_per_150s}/150), soft deadline {deadline} s, {} ms latency.\n",
+        args.latency.as_millis()
+    );
     println!("| invocation | wall time | outcome | users written | peak memory |");
     println!("|---:|---:|---|---:|---:|");
     for (i, (wall, outcome, written, peak)) in invocations.iter().enumerate() {
-        println!("| {} | {:.1} s | {outcome} | {written} | {} |", i + 1, wall.as_secs_f64(), peak.map(|m| format!("{m:.0} MiB")).unwrap_or_default());
+        println!(
+            "| {} | {:.1} s | {outcome} | {written} | {} |",
+            i + 1,
+            wall.as_secs_f64(),
+            peak.map(|m| format!("{m:.0} MiB")).unwrap_or_default()
+        );
     }
     println!(
         "\nIn all: {:.1} s against a floor of {floor:.0} s (derived), {requests} Graph requests, {writes} write attempts, {throttled} × 429; final state {} one uninterrupted run's ({} users compared).",

@@ -29,6 +29,8 @@ pub use model::{
     AppRegistration, FederatedCredential, ManagedIdentity, NewUser, RequestKind, RequestRecord, SubscriptionRecord,
     UserRecord,
 };
-pub use options::{DeltaExpiry, EmulatorOptions, FaultKind, Faults, OddAnswers, OddAuthorizationInfo, Refill, Throttling};
+pub use options::{
+    DeltaExpiry, EmulatorOptions, FaultKind, Faults, OddAnswers, OddAuthorizationInfo, Refill, Throttling,
+};
 pub use pki::{IssuedLeaf, LeafRequest};
 pub use server::Emulator;

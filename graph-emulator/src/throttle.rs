@@ -191,7 +191,6 @@ fn write_budget(throttling: &Throttling) -> f64 {
     }
 }
 
-
 impl ThrottleState {
     /// Charges a request to the quotas of (`app_id`, this tenant), or says why it is throttled.
     #[allow(clippy::too_many_arguments)]
@@ -280,7 +279,9 @@ mod tests {
         assert_eq!(throttled.retry_after_secs, 2, "2 RU missing at 1 RU/s");
         assert_eq!(throttled.scope, "Tenant_Application/ReadWrite/app/t");
         // Refilled after the advertised wait.
-        state.charge(&CUSTOM, &Refill::Continuous, "t", 1, "app", read(3), now + Duration::from_secs(2)).expect("refilled");
+        state
+            .charge(&CUSTOM, &Refill::Continuous, "t", 1, "app", read(3), now + Duration::from_secs(2))
+            .expect("refilled");
     }
 
     // [throttling-limits] writes have their own budget per app + tenant.

@@ -55,7 +55,8 @@ pub fn queue_follow_ups(response: &mut InvocationResponse, report: &RunReport, s
         let message = FoldedMessage { changed_groups: report.follow_ups.clone() };
         messages.push(Value::String(serde_json::to_string(&message).expect("serializable")));
         tracing::info!(groups = report.follow_ups.len(), "queued the notifications folded into this run");
-        response.log(format!("Queued the {} group(s) whose notifications came during this run.", report.follow_ups.len()));
+        response
+            .log(format!("Queued the {} group(s) whose notifications came during this run.", report.follow_ups.len()));
     }
     if !messages.is_empty() {
         response.outputs.insert(FOLLOW_UPS_BINDING.to_owned(), Value::Array(messages));

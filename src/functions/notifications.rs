@@ -108,7 +108,9 @@ pub async fn handle(
     let message = match parse_message(&request) {
         Ok(Queued::Notification(message)) => message,
         Ok(Queued::Continuation(continuation)) => return run_continuation(&state, id, attempt, continuation).await,
-        Ok(Queued::Folded(groups)) => return run_groups(&state, id, attempt, groups, &mut InvocationResponse::default()).await,
+        Ok(Queued::Folded(groups)) => {
+            return run_groups(&state, id, attempt, groups, &mut InvocationResponse::default()).await;
+        }
         Err(reason) => {
             let total = state.counters.malformed.fetch_add(1, Ordering::Relaxed) + 1;
             let queue_message_id = request.metadata_text("Id").unwrap_or_else(|| "unknown".to_owned());
@@ -185,8 +187,7 @@ async fn run_groups(
     response: &mut InvocationResponse,
 ) -> (StatusCode, InvocationResponse) {
     let mut response = std::mem::take(response);
-    let groups: BTreeSet<ChangedGroup> =
-        groups.into_iter().filter(|g| configured(state, g.side, &g.group)).collect();
+    let groups: BTreeSet<ChangedGroup> = groups.into_iter().filter(|g| configured(state, g.side, &g.group)).collect();
     if groups.is_empty() {
         response.log("None of the groups is configured any more; nothing to do.");
         return (StatusCode::OK, response);

@@ -286,8 +286,13 @@ impl GraphClient {
                 // failures (503, 504, missing items) are bounded by attempts too.
                 let out_of_attempts = status != 429 && attempts >= options.max_attempts;
                 if out_of_attempts || item.waited + delay > options.max_total_wait {
-                    outcomes[item.index] =
-                        Some(Err(GraphError::Throttled { operation, attempts, waited: item.waited, status, request_id }));
+                    outcomes[item.index] = Some(Err(GraphError::Throttled {
+                        operation,
+                        attempts,
+                        waited: item.waited,
+                        status,
+                        request_id,
+                    }));
                     continue;
                 }
                 bump(&metrics.retries, 1);
@@ -335,9 +340,11 @@ impl GraphClient {
                             .unwrap_or(self.inner.options.initial_backoff);
                         answered.throttled = Some(answered.throttled.map_or(retry_after, |r| r.max(retry_after)));
                     } else if !is_retryable_status(item.status) {
-                        let is_write = id.parse::<usize>().ok().and_then(|i| requests.get(i)).is_some_and(|r| r.body.is_some());
+                        let is_write =
+                            id.parse::<usize>().ok().and_then(|i| requests.get(i)).is_some_and(|r| r.body.is_some());
                         answered.accepted_writes += usize::from(is_write);
-                        let used = item.header("x-ms-throttle-limit-percentage").and_then(|value| Reported::parse(&value));
+                        let used =
+                            item.header("x-ms-throttle-limit-percentage").and_then(|value| Reported::parse(&value));
                         if let Some(used) = used {
                             answered.limit_percentage = Some(answered.limit_percentage.map_or(used, |p| p.max(used)));
                         }

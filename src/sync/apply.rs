@@ -198,7 +198,10 @@ pub async fn apply(
             }
             // Every run writes at least its first chunks, so a deadline that came while reading still makes progress.
             if started_chunks >= CHUNKS_IN_FLIGHT && deadline.is_some_and(|deadline| Instant::now() >= deadline) {
-                tracing::info!(left = queue.len(), "the run's soft deadline has come: the rest is left to a continuation");
+                tracing::info!(
+                    left = queue.len(),
+                    "the run's soft deadline has come: the rest is left to a continuation"
+                );
                 applied.continued = true;
                 break;
             }
@@ -233,9 +236,11 @@ pub async fn apply(
     match &stopped {
         Some(error) => applied.changes.extend(queue.into_iter().map(|c| failed(c, error.clone()))),
         // Left for the continuation: not failed, not written; their claims stay in the ledger.
-        None => applied.changes.extend(
-            queue.into_iter().map(|change| ChangeResult { change, status: ChangeStatus::Deferred, error: None }),
-        ),
+        None => applied.changes.extend(queue.into_iter().map(|change| ChangeResult {
+            change,
+            status: ChangeStatus::Deferred,
+            error: None,
+        })),
     }
 
     // 4. Settle the ledger from what is really on each user now, and record the plan's other edits. A run that lost

@@ -178,7 +178,8 @@ impl Reconciler {
             Some(lease) => lease,
             None => &NoWrites,
         };
-        let result = self.observe_plan_apply(stores, scope, dry_run, request, permit, deadline, &mut trail).await;
+        let bounds = WriteBounds { permit, deadline };
+        let result = self.observe_plan_apply(stores, scope, dry_run, request, &bounds, &mut trail).await;
 
         if let Some(lease) = &lease
             && request.queues_follow_ups
@@ -212,8 +213,7 @@ impl Reconciler {
         scope: &Scope,
         dry_run: bool,
         request: &RunRequest,
-        permit: &dyn apply::WritePermit,
-        deadline: Option<tokio::time::Instant>,
+        bounds: &WriteBounds<'_>,
         trail: &mut Trail,
     ) -> Result<Applied, RunError> {
         let sync = &self.settings.sync;
@@ -290,6 +290,7 @@ impl Reconciler {
         if dry_run {
             return Ok(Applied::Planned { plan: summary, changes: plan.changes });
         }
+        let WriteBounds { permit, deadline } = *bounds;
         let mut written = apply::apply(plan, target, state, &ledger_blob, permit, &sync.match_key, deadline).await;
         trail.notes.append(&mut written.notes);
         if anchor == Anchor::Due {
@@ -312,6 +313,13 @@ impl Reconciler {
     }
 }
 
+/// What bounds a run's writes: its lease (none for a dry run) and its soft deadline.
+#[derive(Clone, Copy)]
+struct WriteBounds<'a> {
+    permit: &'a dyn apply::WritePermit,
+    deadline: Option<tokio::time::Instant>,
+}
+
 /// Whether the run stopped at its soft deadline (its continuation hands on what was folded into it).
 fn continued(result: &Result<Applied, RunError>) -> bool {
     matches!(result, Ok(Applied::Written { applied, .. }) if applied.continued)
@@ -325,11 +333,16 @@ impl Reconciler {
         let Scope::Groups(groups) = scope else { return Ok(None) };
         let tenant = &self.settings.tenant_b.tenant_id;
         let blob = ledger::folded_blob(tenant);
-        crate::storage::update_json::<BTreeSet<incremental::ChangedGroup>, _>(stores.state.as_ref(), &blob, 8, |held| {
-            let mut held = held.unwrap_or_default();
-            held.extend(groups.iter().cloned());
-            held
-        })
+        crate::storage::update_json::<BTreeSet<incremental::ChangedGroup>, _>(
+            stores.state.as_ref(),
+            &blob,
+            8,
+            |held| {
+                let mut held = held.unwrap_or_default();
+                held.extend(groups.iter().cloned());
+                held
+            },
+        )
         .await?;
         tracing::info!(groups = groups.len(), "the lease is held by another run: the changed groups were handed to it");
         RunLease::take(&stores.state, &ledger::lease_blob(tenant), Duration::ZERO).await
@@ -344,10 +357,15 @@ impl Reconciler {
             return Ok(Vec::new());
         }
         let mut taken = Vec::new();
-        crate::storage::update_json::<BTreeSet<incremental::ChangedGroup>, _>(stores.state.as_ref(), &blob, 8, |held| {
-            taken = held.unwrap_or_default().into_iter().collect();
-            BTreeSet::new()
-        })
+        crate::storage::update_json::<BTreeSet<incremental::ChangedGroup>, _>(
+            stores.state.as_ref(),
+            &blob,
+            8,
+            |held| {
+                taken = held.unwrap_or_default().into_iter().collect();
+                BTreeSet::new()
+            },
+        )
         .await?;
         Ok(taken)
     }

@@ -14,12 +14,16 @@ pub const REPORT_SCHEMA_VERSION: u32 = 1;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "camelCase")]
 pub enum Trigger {
-    Timer { past_due: bool },
+    Timer {
+        past_due: bool,
+    },
     Cli,
     Demo,
     Notification,
     /// The `sequence`-th continuation of a full sync that reached its soft deadline (queued by the run before it).
-    Continuation { sequence: u32 },
+    Continuation {
+        sequence: u32,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

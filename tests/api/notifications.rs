@@ -580,7 +580,8 @@ async fn a_notification_during_a_long_run_is_handed_to_it_not_poisoned_and_lands
 // with what is left, and queues a continuation; each continuation does the same until every user is written.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_timer_run_past_its_soft_deadline_continues_through_the_queue_until_every_user_is_written() {
-    let mut world = World::start_with(EmulatorOptions { latency: Duration::from_millis(100), ..EmulatorOptions::default() }).await;
+    let mut world =
+        World::start_with(EmulatorOptions { latency: Duration::from_millis(100), ..EmulatorOptions::default() }).await;
     let directory = world.emulator.directory();
     let mut bulk_b = Vec::new();
     for i in 0..400 {
@@ -600,9 +601,11 @@ async fn a_timer_run_past_its_soft_deadline_continues_through_the_queue_until_ev
     assert_eq!((status, reply["ReturnValue"]["outcome"].as_str()), (200, Some("continued")), "{reply}");
     assert!(reply["Logs"].to_string().contains("Queued continuation 1"), "{reply}");
     shim.take_outputs(status, &reply);
-    let done = || bulk_b.iter().all(|(i, b)| {
-        directory.user(TENANT_B, b).map(|u| u.certificate_user_ids) == Some(vec![format!("X509:<S>CN=bulk{i:03}")])
-    });
+    let done = || {
+        bulk_b.iter().all(|(i, b)| {
+            directory.user(TENANT_B, b).map(|u| u.certificate_user_ids) == Some(vec![format!("X509:<S>CN=bulk{i:03}")])
+        })
+    };
     shim.settle("the continuations", Duration::from_secs(120), done).await;
 
     let invocations = shim.invocations();

@@ -87,8 +87,7 @@ pub(super) fn list(
     let kind_of = |id: &str| data.objects.get(id).copied();
     let matches = |id: &str| cast.is_none_or(|k| kind_of(id) == Some(k));
     let listing = format!("{group_id}|{transitive}|{cast:?}");
-    let count_all =
-        || ctx.tenant.count_once(&listing, || list.iter().filter(|id| matches(id)).count());
+    let count_all = || ctx.tenant.count_once(&listing, || list.iter().filter(|id| matches(id)).count());
     if count_only {
         let count = count_all();
         return Ok(Success {

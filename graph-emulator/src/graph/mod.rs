@@ -453,11 +453,15 @@ async fn run(state: &Arc<AppState>, req: &GraphRequest, seen: &mut Seen) -> Resu
     let cost = route.cost(&query);
     seen.cost = Some(cost);
     let users = tenant.read().user_count();
-    let charged =
-        lock(&tenant.throttle).charge(
+    let charged = lock(&tenant.throttle).charge(
         &state.throttling,
         &state.refill,
-        &claims.tid, users, &claims.appid, cost, Instant::now());
+        &claims.tid,
+        users,
+        &claims.appid,
+        cost,
+        Instant::now(),
+    );
     match charged {
         Ok(accepted) => seen.limit_percentage = accepted.limit_percentage,
         Err(throttled) => {
