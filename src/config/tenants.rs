@@ -89,8 +89,7 @@ pub(super) fn read_tenant(r: &mut Reader<'_>, side: Side) -> Option<TenantSettin
 /// [throttling-limits] (or an emulator's budget is scaled, as the benchmarks do).
 pub(super) fn read_write_budget(r: &mut Reader<'_>) -> crate::graph::Budget {
     let value = r.optional(GRAPH_WRITE_BUDGET);
-    r.parsed(GRAPH_WRITE_BUDGET, value, crate::graph::Budget::parse)
-        .unwrap_or(crate::graph::Budget::GRAPH_WRITES)
+    r.parsed(GRAPH_WRITE_BUDGET, value, crate::graph::Budget::parse).unwrap_or(crate::graph::Budget::GRAPH_WRITES)
 }
 
 pub(super) fn read_cloud(r: &mut Reader<'_>) -> (CloudEndpoints, Option<String>) {
