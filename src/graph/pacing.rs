@@ -193,6 +193,8 @@ struct State {
     rate_scale: f64,
     /// Graph has sent `x-ms-throttle-limit-percentage`, so its absence means something.
     percentage_seen: bool,
+    /// When Graph last reported the budget above 80 % used.
+    near_limit_at: Option<Instant>,
     /// Our own count ran out at this time (the first probe waits a documented refill's second after it).
     spent_at: Option<Instant>,
     probe_in_flight: bool,
@@ -231,6 +233,7 @@ impl Pacer {
                 continuous: None,
                 rate_scale: 1.0,
                 percentage_seen: false,
+                near_limit_at: None,
                 spent_at: None,
                 probe_in_flight: false,
                 stopped_until: None,
@@ -343,8 +346,12 @@ impl Pacer {
             }
             state.room = 0.0;
             state.room_at = until;
-            // Refused with this much of ours accepted within a window: the budget is at most that.
-            state.capacity = state.capacity.min(f64::from(state.writes.sum.max(1)));
+            // Refused while Graph reported the budget nearly spent: it is at most what we got accepted within a
+            // window. A 429 without such a report (an outage, another limit) says nothing about the write budget.
+            let window = self.write_budget.window;
+            if state.near_limit_at.is_some_and(|at| now.saturating_duration_since(at) < window) {
+                state.capacity = state.capacity.min(f64::from(state.writes.sum.max(1)));
+            }
             // Throttled while we counted on a refill: slower, and learn it again from a probe.
             if state.continuous == Some(true) && !grant.probe {
                 state.rate_scale = (state.rate_scale / 2.0).max(1.0 / 64.0);
@@ -361,6 +368,7 @@ impl Pacer {
             match answered.limit_percentage {
                 Some(Reported { sent: used, upper }) => {
                     state.percentage_seen = true;
+                    state.near_limit_at = Some(now);
                     // Graph reports more used than we can have sent: what it gives us is smaller than documented,
                     // or someone else spends it. Either way, our own count keeps to what its report implies.
                     let ours = f64::from(state.writes.sum + state.writes_in_flight);
@@ -550,5 +558,23 @@ mod tests {
         // 20 of ours are 90 %: the budget behaves as about 22, 2 of them left.
         assert_eq!(go(&pacer, 5, now), None);
         assert_eq!(go(&pacer, 1, now).map(|g| g.items), Some(1));
+    }
+
+    // Graph throttling for another reason (injected faults, an outage, the resource-unit limit) while nowhere near the
+    // write budget: the pacer stops for the Retry-After and keeps the documented budget.
+    #[tokio::test(start_paused = true)]
+    async fn a_429_far_from_the_write_budget_keeps_the_budget() {
+        let pacer = pacer(100, 100);
+        let grant = go(&pacer, 20, Instant::now()).unwrap();
+        pacer.answered(
+            grant,
+            Answered { accepted_writes: 10, throttled: Some(Duration::from_secs(1)), ..Answered::default() },
+        );
+        assert_eq!(go(&pacer, 20, Instant::now()), None, "stopped for the Retry-After");
+        tokio::time::advance(Duration::from_secs(1)).await;
+        for _ in 0..4 {
+            let grant = go(&pacer, 20, Instant::now()).expect("the documented budget is still there");
+            pacer.answered(grant, accepted(grant, None));
+        }
     }
 }

@@ -213,7 +213,7 @@ pub async fn apply(
             }
             since_confirmed += chunk.len();
             started_chunks += 1;
-            in_flight.push(write_chunk(chunk, losing, target, match_key, deadline));
+            in_flight.push(write_chunk(chunk, losing, target, match_key, deadline, permit));
         }
         let Some(ChunkWritten { result, held, losing }) = in_flight.next().await else { break };
         if losing {
@@ -224,7 +224,13 @@ pub async fn apply(
             queue.push_front(change);
         }
         match result {
-            Ok(piece) => applied.absorb(piece),
+            Ok(mut piece) => {
+                if let Some(reason) = piece.aborted.take() {
+                    stopped.get_or_insert_with(|| not_written(&format!("not written: {reason}")));
+                    applied.aborted.get_or_insert(reason);
+                }
+                applied.absorb(piece);
+            }
             Err((chunk, error)) => {
                 applied.changes.extend(chunk.into_iter().map(|c| failed(c, error.clone())));
                 stopped.get_or_insert(error);
@@ -294,6 +300,7 @@ async fn write_chunk(
     target: &GraphClient,
     match_key: &MatchKey,
     deadline: Option<Instant>,
+    permit: &dyn WritePermit,
 ) -> ChunkWritten {
     // Waiting for budget past the soft deadline would only run into the host's timeout: the chunk is left over.
     let reservation = match deadline {
@@ -304,7 +311,7 @@ async fn write_chunk(
         None => target.reserve_writes(chunk.len()).await,
     };
     let held = chunk.split_off(reservation.writes().min(chunk.len()));
-    let result = write_round(chunk, target, match_key, reservation).await;
+    let result = write_round(chunk, target, match_key, reservation, permit).await;
     ChunkWritten { result, held, losing }
 }
 
@@ -315,6 +322,7 @@ async fn write_round(
     target: &GraphClient,
     match_key: &MatchKey,
     reservation: WriteReservation,
+    permit: &dyn WritePermit,
 ) -> Result<Applied, (Vec<UserChange>, ErrorDetail)> {
     let mut applied = Applied::default();
     let ids: Vec<UserId> = round.iter().map(|c| c.user.id.clone()).collect();
@@ -411,6 +419,15 @@ async fn write_round(
             (change, (id, after))
         })
         .unzip();
+    // The last moment before the write: a run frozen or slowed past its lease must not write over the run that took
+    // it over. With chunks in flight, asking once per 2,000 users left up to 8 chunks to write after the loss.
+    if let Err(reason) = permit.confirm().await {
+        tracing::error!(%reason, "not writing this chunk");
+        let error = not_written(&format!("not written: {reason}"));
+        applied.changes.extend(changes.into_iter().map(|c| failed(c, error.clone())));
+        applied.aborted = Some(reason);
+        return Ok(applied);
+    }
     let mut outcomes: BTreeMap<UserId, _> =
         target.set_certificate_user_ids_reserved(writes, Some(reservation)).await.into_iter().collect();
     for change in changes {

@@ -101,7 +101,8 @@ async fn users_answered_without_a_readable_authorization_info_are_held_and_the_r
 }
 
 /// Run 1 is frozen (`SIGSTOP`: a stalled host) just after its first write, longer than its lease lasts; run 2 takes
-/// the lease and completes. Thawed, run 1 must notice before its next write round and before it settles the ledger.
+/// the lease and completes. Thawed, run 1 must notice before the write of every chunk still in flight (their re-reads
+/// may be done) and before it settles the ledger.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_whose_lease_was_taken_over_mid_apply_stops_writing_and_fails() {
     let s = Scenario::start_with(
