@@ -49,6 +49,8 @@ struct Args {
     refill_size: usize,
     /// Users of the first sync that continues across invocations (`--continuation-size`).
     continuation_size: usize,
+    /// Refill models to run (`--refill-models continuous,sliding,fixed`); all by default.
+    refill_models: Vec<String>,
 }
 
 impl Args {
@@ -67,6 +69,7 @@ fn args() -> Args {
         only: Vec::new(),
         refill_size: 10_000,
         continuation_size: 100_000,
+        refill_models: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -80,6 +83,9 @@ fn args() -> Args {
             "--runbook-max" => args.runbook_max = it.next().and_then(|v| v.parse().ok()).unwrap_or(10_000),
             "--runbook-sample" => args.runbook_sample = it.next().and_then(|v| v.parse().ok()).unwrap_or(1_000),
             "--throttled-max" => args.throttled_max = it.next().and_then(|v| v.parse().ok()).unwrap_or(10_000),
+            "--refill-models" => {
+                args.refill_models = it.next().unwrap_or_default().split(',').map(|s| s.trim().to_owned()).collect()
+            }
             "--only" => args.only = it.next().unwrap_or_default().split(',').map(|s| s.trim().to_owned()).collect(),
             "--refill-size" => args.refill_size = it.next().and_then(|v| v.parse().ok()).unwrap_or(10_000),
             "--continuation-size" => args.continuation_size = it.next().and_then(|v| v.parse().ok()).unwrap_or(100_000),
@@ -665,10 +671,18 @@ fn emulator_counts(directory: &Directory) -> (usize, usize, usize) {
 async fn refill_models(args: &Args) {
     let size = args.refill_size;
     let models = [
-        ("continuous (a token bucket, 20 per s)", Refill::Continuous),
-        ("sliding window of 150 s", Refill::SlidingWindow),
-        ("fixed windows of 150 s, the first 100 s old at the first request", Refill::FixedWindow { phase_secs: 100 }),
+        ("continuous", "continuous (a token bucket, 20 per s)", Refill::Continuous),
+        ("sliding", "sliding window of 150 s", Refill::SlidingWindow),
+        (
+            "fixed",
+            "fixed windows of 150 s, the first 100 s old at the first request",
+            Refill::FixedWindow { phase_secs: 100 },
+        ),
     ];
+    let models = models
+        .into_iter()
+        .filter(|(key, ..)| args.refill_models.is_empty() || args.refill_models.iter().any(|m| m == key))
+        .map(|(_, name, refill)| (name, refill));
     println!(
         "\nFirst sync of {size} users under each refill model (Graph's 3,000 writes per 150 s), {} ms latency.\n",
         args.latency.as_millis()

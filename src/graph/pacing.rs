@@ -198,6 +198,10 @@ struct State {
     /// Our own count ran out at this time (the first probe waits a documented refill's second after it).
     spent_at: Option<Instant>,
     probe_in_flight: bool,
+    /// The last stop ended (a `Retry-After`) and no probe has gone since.
+    after_stop: bool,
+    /// The probe in flight went at the end of a stop.
+    probe_after_stop: bool,
     stopped_until: Option<Instant>,
     figures: PacingFigures,
 }
@@ -236,6 +240,8 @@ impl Pacer {
                 near_limit_at: None,
                 spent_at: None,
                 probe_in_flight: false,
+                after_stop: false,
+                probe_after_stop: false,
                 stopped_until: None,
                 figures: PacingFigures::default(),
             }),
@@ -313,6 +319,7 @@ impl Pacer {
             let probe_at = spent_at + Duration::from_secs_f64(1.0 / rate);
             if probe_at <= now {
                 state.probe_in_flight = true;
+                state.probe_after_stop = std::mem::take(&mut state.after_stop);
                 state.figures.probes += 1;
                 state.writes_in_flight += 1;
                 state.resource_units_in_flight += 1;
@@ -334,8 +341,11 @@ impl Pacer {
         // Graph counts what it accepted; its window of them ends at least one window after our answer.
         state.writes.push(now, u32::try_from(answered.accepted_writes).unwrap_or(u32::MAX));
         state.resource_units.push(now, items);
+        // A probe sent when a stop ended proves nothing about how the budget comes back.
+        let probe_after_stop = grant.probe && state.probe_after_stop;
         if grant.probe {
             state.probe_in_flight = false;
+            state.probe_after_stop = false;
         }
         let in_flight = f64::from(state.writes_in_flight);
         if let Some(retry_after) = answered.throttled {
@@ -352,15 +362,17 @@ impl Pacer {
             if state.near_limit_at.is_some_and(|at| now.saturating_duration_since(at) < window) {
                 state.capacity = state.capacity.min(f64::from(state.writes.sum.max(1)));
             }
-            // Throttled while we counted on a refill: slower, and learn it again from a probe.
-            if state.continuous == Some(true) && !grant.probe {
+            if grant.probe {
+                // The budget was spent and did not flow back: a window.
+                state.continuous = Some(false);
+            } else if state.continuous == Some(true) {
+                // Throttled while we counted on the refill: it gives less than documented; slow down.
                 state.rate_scale = (state.rate_scale / 2.0).max(1.0 / 64.0);
             }
-            if grant.probe || state.continuous == Some(true) {
-                state.continuous = Some(false);
-            }
-            // Graph says when the budget is back: a probe may go then, not a refill's second later.
+            // Graph says when the budget is back: a probe may go then, not a refill's second later. That probe proves
+            // nothing about the refill (a window reset and a refill both let it through).
             state.spent_at = until.checked_sub(Duration::from_secs_f64(1.0 / self.write_budget.per_second()));
+            state.after_stop = true;
         } else if answered.accepted_writes > 0 {
             if state.continuous == Some(true) {
                 state.rate_scale = (state.rate_scale + 1.0 / 16.0).min(1.0);
@@ -378,8 +390,9 @@ impl Pacer {
                     let capacity = state.capacity;
                     state.room = (capacity * (1.0 - upper) - in_flight).max(0.0);
                     state.room_at = now;
-                    if grant.probe {
-                        // Taken although our own count was spent, with the budget still above 80 %: it flows back.
+                    if grant.probe && !probe_after_stop {
+                        // Taken although our own count was spent, with the budget still above 80 % and no window
+                        // said to end: it flows back.
                         state.continuous = Some(true);
                     }
                 }
@@ -388,7 +401,7 @@ impl Pacer {
                     state.room = state.room.max(state.capacity * 0.2 - in_flight);
                     state.room_at = now;
                 }
-                None if grant.probe => state.continuous = Some(true),
+                None if grant.probe && !probe_after_stop => state.continuous = Some(true),
                 None => {}
             }
             if state.room >= 1.0 {
@@ -576,5 +589,25 @@ mod tests {
             let grant = go(&pacer, 20, Instant::now()).expect("the documented budget is still there");
             pacer.answered(grant, accepted(grant, None));
         }
+    }
+
+    // A sliding window lets the probe at the end of its Retry-After through with the budget still nearly full (its
+    // oldest writes are just leaving): that is no refill, and the next burst keeps to our own count.
+    #[tokio::test(start_paused = true)]
+    async fn a_probe_at_the_end_of_a_stop_proves_no_continuous_refill() {
+        let pacer = pacer(100, 100);
+        let start = Instant::now();
+        spend_all(&pacer, start);
+        assert_eq!(go(&pacer, 20, start), None);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let probe = go(&pacer, 20, Instant::now()).unwrap();
+        pacer.answered(probe, Answered { throttled: Some(Duration::from_secs(98)), ..Answered::default() });
+        tokio::time::advance(Duration::from_secs(98)).await;
+        let probe = go(&pacer, 20, Instant::now()).expect("a probe when the stop ends");
+        assert!(probe.probe);
+        pacer.answered(probe, accepted(probe, Some(0.99)));
+        assert_eq!(pacer.figures().continuous_refill, Some(false));
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert_eq!(go(&pacer, 20, Instant::now()).map(|g| g.items), Some(20), "our own window has emptied");
     }
 }
