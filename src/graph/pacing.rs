@@ -202,6 +202,8 @@ struct State {
     after_stop: bool,
     /// The probe in flight went at the end of a stop.
     probe_after_stop: bool,
+    /// The probe in flight went while none of our writes was about to leave a window.
+    probe_proves_refill: bool,
     stopped_until: Option<Instant>,
     figures: PacingFigures,
 }
@@ -217,6 +219,9 @@ enum Decision {
     Go(Grant),
     WaitUntil(Instant),
 }
+
+/// How far from leaving a window our oldest write must be for an accepted probe to prove a continuous refill.
+const REFILL_EVIDENCE_MARGIN: Duration = Duration::from_secs(10);
 
 /// The longest a waiting chunk sleeps before it looks again (answers in between may have widened the room).
 const RECHECK: Duration = Duration::from_millis(100);
@@ -242,6 +247,7 @@ impl Pacer {
                 probe_in_flight: false,
                 after_stop: false,
                 probe_after_stop: false,
+                probe_proves_refill: false,
                 stopped_until: None,
                 figures: PacingFigures::default(),
             }),
@@ -320,6 +326,14 @@ impl Pacer {
             if probe_at <= now {
                 state.probe_in_flight = true;
                 state.probe_after_stop = std::mem::take(&mut state.after_stop);
+                // Evidence of a refill only if none of our writes is about to leave a window: under a sliding window
+                // the budget our oldest writes held comes back just before our own count sees it.
+                let window = self.write_budget.window;
+                state.probe_proves_refill = state
+                    .writes
+                    .entries
+                    .front()
+                    .is_none_or(|(at, _)| now.saturating_duration_since(*at) + REFILL_EVIDENCE_MARGIN < window);
                 state.figures.probes += 1;
                 state.writes_in_flight += 1;
                 state.resource_units_in_flight += 1;
@@ -342,7 +356,7 @@ impl Pacer {
         state.writes.push(now, u32::try_from(answered.accepted_writes).unwrap_or(u32::MAX));
         state.resource_units.push(now, items);
         // A probe sent when a stop ended proves nothing about how the budget comes back.
-        let probe_after_stop = grant.probe && state.probe_after_stop;
+        let probe_after_stop = grant.probe && (state.probe_after_stop || !state.probe_proves_refill);
         if grant.probe {
             state.probe_in_flight = false;
             state.probe_after_stop = false;
@@ -366,8 +380,10 @@ impl Pacer {
                 // The budget was spent and did not flow back: a window.
                 state.continuous = Some(false);
             } else if state.continuous == Some(true) {
-                // Throttled while we counted on the refill: it gives less than documented; slow down.
+                // Throttled while we counted on the refill: it gives less than documented, or it was no refill. Slow
+                // down, and go back to our own count until a probe proves the refill again.
                 state.rate_scale = (state.rate_scale / 2.0).max(1.0 / 64.0);
+                state.continuous = Some(false);
             }
             // Graph says when the budget is back: a probe may go then, not a refill's second later. That probe proves
             // nothing about the refill (a window reset and a refill both let it through).
@@ -609,5 +625,124 @@ mod tests {
         assert_eq!(pacer.figures().continuous_refill, Some(false));
         tokio::time::advance(Duration::from_secs(2)).await;
         assert_eq!(go(&pacer, 20, Instant::now()).map(|g| g.items), Some(20), "our own window has emptied");
+    }
+}
+
+#[cfg(test)]
+mod simulation {
+    //! The pacer against simulated Graph budgets, in paused time: 10,000 writes in chunks of 20, each answered at once.
+
+    use super::*;
+    use std::collections::VecDeque;
+
+    enum Model {
+        Continuous { tokens: f64, last: Instant },
+        Sliding(VecDeque<Instant>),
+        Fixed { origin: Instant, index: u64, used: f64 },
+    }
+
+    struct Server {
+        model: Model,
+        capacity: f64,
+        window: Duration,
+    }
+
+    impl Server {
+        /// Accepts or refuses one write now: `Ok(percentage text)` or `Err(retry-after)`.
+        fn write(&mut self, now: Instant) -> Result<Option<String>, Duration> {
+            let (capacity, window) = (self.capacity, self.window);
+            let used = match &mut self.model {
+                Model::Continuous { tokens, last } => {
+                    *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * capacity / window.as_secs_f64())
+                        .min(capacity);
+                    *last = now;
+                    if *tokens < 1.0 {
+                        let wait = (1.0 - *tokens) * window.as_secs_f64() / capacity;
+                        return Err(Duration::from_secs(wait.ceil().max(1.0) as u64));
+                    }
+                    *tokens -= 1.0;
+                    (capacity - *tokens) / capacity
+                }
+                Model::Sliding(accepted) => {
+                    while accepted.front().is_some_and(|at| now.duration_since(*at) >= window) {
+                        accepted.pop_front();
+                    }
+                    if accepted.len() as f64 >= capacity {
+                        let wait = (accepted[0] + window).duration_since(now).as_secs_f64();
+                        return Err(Duration::from_secs(wait.ceil().max(1.0) as u64));
+                    }
+                    accepted.push_back(now);
+                    accepted.len() as f64 / capacity
+                }
+                Model::Fixed { origin, index, used } => {
+                    let current = (now.duration_since(*origin).as_secs_f64() / window.as_secs_f64()) as u64;
+                    if current != *index {
+                        *index = current;
+                        *used = 0.0;
+                    }
+                    if *used >= capacity {
+                        let next = *origin + window * (u32::try_from(*index).unwrap() + 1);
+                        let wait = next.duration_since(now).as_secs_f64();
+                        return Err(Duration::from_secs(wait.ceil().max(1.0) as u64));
+                    }
+                    *used += 1.0;
+                    *used / capacity
+                }
+            };
+            Ok((used > 0.8).then(|| format!("{used:.2}")))
+        }
+    }
+
+    /// Virtual seconds and 429s for 10,000 writes.
+    async fn first_sync(model: Model) -> (f64, usize) {
+        let pacer = Pacer::new(Budget::GRAPH_WRITES, Budget::GRAPH_RESOURCE_UNITS);
+        let mut server = Server { model, capacity: 3_000.0, window: Duration::from_secs(150) };
+        let start = Instant::now();
+        let (mut left, mut throttled) = (10_000usize, 0usize);
+        while left > 0 {
+            let grant = pacer.acquire(left.min(20), left.min(20)).await;
+            tokio::time::advance(Duration::from_millis(20)).await;
+            let mut answered = Answered::default();
+            for _ in 0..grant.writes {
+                match server.write(Instant::now()) {
+                    Ok(percentage) => {
+                        answered.accepted_writes += 1;
+                        left -= 1;
+                        if let Some(reported) = percentage.as_deref().and_then(Reported::parse) {
+                            answered.limit_percentage =
+                                Some(answered.limit_percentage.map_or(reported, |r: Reported| r.max(reported)));
+                        }
+                    }
+                    Err(retry_after) => {
+                        throttled += 1;
+                        answered.throttled = Some(answered.throttled.map_or(retry_after, |r| r.max(retry_after)));
+                    }
+                }
+            }
+            pacer.answered(grant, answered);
+        }
+        (Instant::now().duration_since(start).as_secs_f64(), throttled)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn ten_thousand_writes_meet_each_models_floor() {
+        let now = Instant::now();
+        let cases = [
+            ("continuous", Model::Continuous { tokens: 3_000.0, last: now }, 350.0),
+            ("sliding", Model::Sliding(VecDeque::new()), 450.0),
+        ];
+        let fixed = || Model::Fixed { origin: Instant::now() - Duration::from_secs(100), index: 0, used: 0.0 };
+        let cases = cases.into_iter().map(|(n, m, f)| (n, m, f)).chain([("fixed", fixed(), 350.0)]).collect::<Vec<_>>();
+        for (name, mut model, floor) in cases {
+            if let Model::Fixed { origin, .. } = &mut model {
+                *origin = Instant::now() - Duration::from_secs(100);
+            }
+            if let Model::Continuous { last, .. } = &mut model {
+                *last = Instant::now();
+            }
+            let (secs, throttled) = first_sync(model).await;
+            assert!(secs <= floor * 1.03, "{name}: {secs:.1} s against a floor of {floor} s");
+            assert!(throttled < 100, "{name}: {throttled} × 429");
+        }
     }
 }
