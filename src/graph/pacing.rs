@@ -732,7 +732,7 @@ mod simulation {
             ("sliding", Model::Sliding(VecDeque::new()), 450.0),
         ];
         let fixed = || Model::Fixed { origin: Instant::now() - Duration::from_secs(100), index: 0, used: 0.0 };
-        let cases = cases.into_iter().map(|(n, m, f)| (n, m, f)).chain([("fixed", fixed(), 350.0)]).collect::<Vec<_>>();
+        let cases = cases.into_iter().chain([("fixed", fixed(), 350.0)]);
         for (name, mut model, floor) in cases {
             if let Model::Fixed { origin, .. } = &mut model {
                 *origin = Instant::now() - Duration::from_secs(100);
