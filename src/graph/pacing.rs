@@ -305,9 +305,10 @@ impl Pacer {
         } else {
             state.room
         };
-        // Once Graph is known to refill continuously its word is the count: our own window emptying a window after a
-        // burst says nothing about a bucket that has been spent as it refilled.
-        let own_allows = own_fits <= now && state.continuous != Some(true);
+        // Our own count always allows what the strictest reading allows. (Ignoring it once a continuous refill was
+        // seen avoided a second burst under that model, but a refill misread under a sliding window then stalled the
+        // benchmark's first sync: issue 19 stays open on this.)
+        let own_allows = own_fits <= now;
         if own_allows || vouched >= f64::from(wanted) {
             state.room = (vouched - f64::from(wanted)).max(0.0);
             state.room_at = now;
@@ -478,23 +479,6 @@ mod tests {
         assert_eq!(limit_percentage_upper(" 1 "), Some(1.5));
         assert!(limit_percentage_upper("0.8125").is_some_and(|p| (p - 0.81255).abs() < 1e-12));
         assert_eq!(limit_percentage_upper("high"), None);
-    }
-
-    // Graph refilling continuously: our own window emptying 150 s after the burst is no licence to burst again.
-    #[tokio::test(start_paused = true)]
-    async fn under_a_continuous_refill_our_emptied_window_does_not_start_another_burst() {
-        let pacer = pacer(100, 100);
-        let start = Instant::now();
-        spend_all(&pacer, start);
-        assert_eq!(go(&pacer, 20, start), None);
-        tokio::time::advance(Duration::from_secs(1)).await;
-        let probe = go(&pacer, 20, Instant::now()).unwrap();
-        pacer.answered(probe, accepted(probe, Some(1.0)));
-        tokio::time::advance(Duration::from_secs(101)).await;
-        // The burst has left our window, but Graph said 100 % used 101 s ago and refills 1 per second: about 101.
-        let grant = go(&pacer, 20, Instant::now()).expect("the refill covers a chunk");
-        pacer.answered(grant, accepted(grant, Some(1.0)));
-        assert_eq!(go(&pacer, 20, Instant::now()), None, "Graph says the bucket is empty again");
     }
 
     #[test]
