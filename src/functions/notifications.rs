@@ -279,17 +279,22 @@ mod tests {
         serde_json::from_value(json!({"Data": data, "Metadata": metadata})).unwrap()
     }
 
-    #[test]
-    fn a_message_parses_as_the_real_host_sends_it_encoded_once_or_as_an_object() {
-        let message = json!({"subscriptionId": "s1", "tenantId": "t", "changeType": "updated", "groupId": "g", "resource": "Groups/g"});
+    /// `Data` with `message` as the real host sends it (the text through `JsonConvert.SerializeObject` once more),
+    /// as the text once, and as an object.
+    fn every_encoding(message: Value) -> [(&'static str, Value); 3] {
         let text = message.to_string();
-        // The real host: the message text goes through JsonConvert.SerializeObject once more.
         let real_host = Value::String(Value::String(text.clone()).to_string());
-        for (form, data) in [
+        [
             ("real host", json!({"message": real_host})),
             ("encoded once", json!({"message": text})),
             ("object", json!({"message": message})),
-        ] {
+        ]
+    }
+
+    #[test]
+    fn a_message_parses_as_the_real_host_sends_it_encoded_once_or_as_an_object() {
+        let message = json!({"subscriptionId": "s1", "tenantId": "t", "changeType": "updated", "groupId": "g", "resource": "Groups/g"});
+        for (form, data) in every_encoding(message) {
             let parsed = parse_message(&request(data, json!({}))).unwrap_or_else(|e| panic!("{form}: {e}"));
             assert!(matches!(parsed, Queued::Notification(n) if n.subscription_id == "s1"), "{form}");
         }
@@ -299,13 +304,7 @@ mod tests {
     #[test]
     fn a_continuation_parses_in_every_encoding_and_is_not_taken_for_a_notification() {
         let message = json!({"continuation": {"sequence": 2, "afterRun": "r1", "remaining": 7}});
-        let text = message.to_string();
-        let real_host = Value::String(Value::String(text.clone()).to_string());
-        for (form, data) in [
-            ("real host", json!({"message": real_host})),
-            ("encoded once", json!({"message": text})),
-            ("object", json!({"message": message})),
-        ] {
+        for (form, data) in every_encoding(message) {
             let parsed = parse_message(&request(data, json!({}))).unwrap_or_else(|e| panic!("{form}: {e}"));
             assert!(matches!(parsed, Queued::Continuation(c) if c.sequence == 2 && c.remaining == 7), "{form}");
         }
