@@ -59,38 +59,44 @@ fn parse_message(request: &InvocationRequest) -> Result<Queued, String> {
     let payload = request.trigger(MESSAGE_BINDING).ok_or("the invocation has no Data.message")?;
     let not_a_notification = |e: serde_json::Error| format!("not a queued notification: {e}");
     let mut text = match payload {
-        Value::Object(map) if map.contains_key("continuation") => {
-            return serde_json::from_value::<ContinuationMessage>(payload.clone())
-                .map(|m| Queued::Continuation(m.continuation))
-                .map_err(|e| format!("not a continuation: {e}"));
-        }
-        Value::Object(map) if map.contains_key("changedGroups") => {
-            return serde_json::from_value::<FoldedMessage>(payload.clone())
-                .map(|m| Queued::Folded(m.changed_groups.into_iter().collect()))
-                .map_err(|e| format!("not a list of changed groups: {e}"));
-        }
-        Value::Object(_) => {
-            return serde_json::from_value(payload.clone()).map(Queued::Notification).map_err(not_a_notification);
-        }
+        // A host that hands over the object: read it as the text it was queued as.
+        Value::Object(_) => payload.to_string(),
         Value::String(text) => text.clone(),
         other => return Err(format!("Data.message is {}, not a queued notification", kind_of(other))),
     };
-    // Each JSON string is decoded into the text it holds; the first text that is not a JSON string is read as the
-    // notification itself (straight into the struct: an ignored member need not fit a `Value`, e.g. `1e999`).
+    // Each JSON string is decoded into the text it holds; the first text that is not a JSON string is the message.
     for _ in 0..MAX_STRING_LAYERS {
         if !text.trim_start().starts_with('"') {
-            // A continuation has a `continuation` member, which a notification never has.
-            if let Ok(message) = serde_json::from_str::<ContinuationMessage>(&text) {
-                return Ok(Queued::Continuation(message.continuation));
-            }
-            if let Ok(message) = serde_json::from_str::<FoldedMessage>(&text) {
-                return Ok(Queued::Folded(message.changed_groups.into_iter().collect()));
-            }
-            return serde_json::from_str(&text).map(Queued::Notification).map_err(not_a_notification);
+            return read_queued(&text);
         }
         text = serde_json::from_str::<String>(&text).map_err(not_a_notification)?;
     }
     Err(format!("Data.message is wrapped in more than {MAX_STRING_LAYERS} JSON strings, not a queued notification"))
+}
+
+/// The members that tell the kinds of message apart: a continuation has `continuation`, a folded record
+/// `changedGroups`, and a notification neither.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Kind {
+    continuation: Option<serde::de::IgnoredAny>,
+    changed_groups: Option<serde::de::IgnoredAny>,
+}
+
+/// One message's text, read straight into its struct (an ignored member need not fit a `Value`, e.g. `1e999`).
+fn read_queued(text: &str) -> Result<Queued, String> {
+    let kind = serde_json::from_str::<Kind>(text).map_err(|e| format!("not a queued notification: {e}"))?;
+    if kind.continuation.is_some() {
+        serde_json::from_str::<ContinuationMessage>(text)
+            .map(|m| Queued::Continuation(m.continuation))
+            .map_err(|e| format!("not a continuation: {e}"))
+    } else if kind.changed_groups.is_some() {
+        serde_json::from_str::<FoldedMessage>(text)
+            .map(|m| Queued::Folded(m.changed_groups.into_iter().collect()))
+            .map_err(|e| format!("not a list of changed groups: {e}"))
+    } else {
+        serde_json::from_str(text).map(Queued::Notification).map_err(|e| format!("not a queued notification: {e}"))
+    }
 }
 
 /// `Metadata.DequeueCount`: a number, its text (the real host's `"1"`), or that text JSON-encoded; 1 when absent.
