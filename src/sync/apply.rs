@@ -100,9 +100,6 @@ pub trait WritePermit: Send + Sync {
 /// Read-modify-write attempts on the ledger before giving up (a conflict means another writer got in between).
 const LEDGER_ATTEMPTS: u32 = 8;
 
-/// Users written between two checks that the run still holds its lease.
-const USERS_PER_ROUND: usize = 2_000;
-
 /// Users re-read and written together: one `$batch` of reads, one of writes [json-batching].
 const CHUNK_USERS: usize = 20;
 
@@ -177,7 +174,6 @@ pub async fn apply(
     let mut queue: VecDeque<UserChange> = changes.into();
     let mut losing_in_flight = 0usize;
     let mut stopped: Option<ErrorDetail> = None;
-    let mut since_confirmed = 0usize;
     let mut started_chunks = 0usize;
     let mut progress = Progress::new(queue.len());
     let mut in_flight = FuturesUnordered::new();
@@ -187,15 +183,9 @@ pub async fn apply(
             if !losing && losing_in_flight > 0 {
                 break; // the gaining phase starts once every losing chunk is answered
             }
-            if since_confirmed >= USERS_PER_ROUND {
-                since_confirmed = 0;
-                if let Err(reason) = permit.confirm().await {
-                    tracing::error!(%reason, "stopping before the next write round");
-                    stopped = Some(not_written(&format!("not written: {reason}")));
-                    applied.aborted = Some(reason);
-                    break;
-                }
-            }
+            // Nothing is awaited here but the chunks themselves: a chunk in flight may hold a lock of the store (the
+            // local store's in-process mutex, inside its lease confirmation) that only polling it releases. Each chunk
+            // confirms the lease right before its write.
             // Every run writes at least its first chunks, so a deadline that came while reading still makes progress.
             if started_chunks >= CHUNKS_IN_FLIGHT && deadline.is_some_and(|deadline| Instant::now() >= deadline) {
                 tracing::info!(
@@ -211,7 +201,6 @@ pub async fn apply(
                 losing_left -= chunk.len();
                 losing_in_flight += 1;
             }
-            since_confirmed += chunk.len();
             started_chunks += 1;
             in_flight.push(write_chunk(chunk, losing, target, match_key, deadline, permit));
         }

@@ -146,3 +146,25 @@ async fn a_first_sync_continued_at_random_deadlines_and_killed_once_ends_as_one_
     assert!(continued >= 1, "the deadlines should have interrupted the first sync ({continued} continued)");
     s.converges().await;
 }
+
+/// A first sync of more users than one old round (2,000) with the state in a local directory (`--state-dir`, the
+/// CLI's store) ends. Apply used to confirm the lease every 2,000 users between chunks, without polling the chunks in
+/// flight; a chunk holding the local store's in-process lock inside its own lease confirmation was then never polled
+/// again, and the run hung for good (4 of 5 benchmark runs above 2,900 users).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_first_sync_of_thousands_with_a_local_state_directory_ends() {
+    let mut s = Scenario::seeded(
+        "local-state-first-sync",
+        0x10CA1,
+        EmulatorOptions { latency: Duration::from_millis(2), ..EmulatorOptions::default() },
+    )
+    .await;
+    // Within Graph's budget of 3,000 writes, so nothing but the run itself takes time.
+    s.add_matched_pairs(2_900);
+    let state = tempfile::tempdir().expect("a state directory");
+    let state_dir = state.path().to_string_lossy().into_owned();
+    let (child, output) = spawn_binary(&["sync", "--json", "--state-dir", &state_dir], &s.env);
+    let run = super::world::finish(child, output).await;
+    assert_eq!(run.status(), "succeeded", "{}", run.report["outcome"]);
+    s.assert_oracle();
+}
