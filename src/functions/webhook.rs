@@ -31,6 +31,10 @@ pub const QUEUE_BINDING: &str = "notifications";
 
 /// Graph batches notifications into one POST; a body larger than this is not a Graph notification.
 pub const MAX_NOTIFICATION_BODY_BYTES: usize = 1024 * 1024;
+/// The most messages one POST queues: Graph lets an app hold 100 group subscriptions per tenant
+/// (subscription-post-subscriptions, `403` beyond), and each can bring a change and a lifecycle event; certsync has
+/// two tenants. A POST naming more distinct subscriptions cannot be all Graph's.
+pub const MAX_QUEUED_PER_POST: usize = 2 * 100 * 2;
 /// Graph caps `clientState` at 128 characters (subscription-post-subscriptions); the validation token is short too.
 const MAX_VALIDATION_TOKEN_CHARS: usize = 1024;
 
@@ -65,6 +69,16 @@ pub struct QueuedNotification {
     /// The group the notification is about, taken from `resourceData.id` or the `resource` path.
     pub group_id: Option<String>,
     pub resource: Option<String>,
+}
+
+impl QueuedNotification {
+    /// What makes two notifications of one POST the same work for the worker: the subscription, the group, and
+    /// whether it is a lifecycle event (which one) or a change (`updated` and `deleted` alike: delta query says what
+    /// changed).
+    fn key(&self) -> (String, Option<String>, Option<String>) {
+        let group = self.group_id.as_ref().map(|g| g.to_ascii_lowercase());
+        (self.subscription_id.clone(), group, self.lifecycle_event.clone())
+    }
 }
 
 /// Why a request was refused with 400.
@@ -120,14 +134,38 @@ pub fn answer(settings: &WebhookSettings, request: &InvocationRequest) -> (Statu
         Ok(n) => n,
         Err(rejection) => return reject(response, rejection),
     };
-    let mut queued = Vec::new();
-    let mut dropped = 0usize;
+    let received = notifications.len();
+    let mut queued: Vec<QueuedNotification> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let (mut dropped, mut over_cap) = (0usize, 0usize);
     for notification in notifications {
-        match accept(settings, &notification) {
-            Some(message) => queued.push(message),
-            None => dropped += 1,
+        let Some(message) = accept(settings, &notification) else {
+            dropped += 1;
+            continue;
+        };
+        // The worker runs the same incremental run for every change of a subscription's group: one message each.
+        if !seen.insert(message.key()) {
+            continue;
         }
+        if queued.len() == MAX_QUEUED_PER_POST {
+            over_cap += 1;
+            continue;
+        }
+        queued.push(message);
     }
+    if over_cap > 0 {
+        // More subscriptions than Graph lets this app hold in both tenants: not all of them are Graph's.
+        tracing::warn!(
+            over_cap,
+            cap = MAX_QUEUED_PER_POST,
+            "a notification POST named more subscriptions than Graph allows; the rest were dropped (security)"
+        );
+        response.log(format!(
+            "Dropped {over_cap} notification(s) beyond {MAX_QUEUED_PER_POST} distinct subscriptions and groups in one \
+             POST (more than Graph lets the app hold in both tenants)."
+        ));
+    }
+    let merged = received - dropped - over_cap - queued.len();
     if dropped > 0 {
         // Security log: someone posted notifications that are not from our subscriptions.
         tracing::warn!(
@@ -145,7 +183,10 @@ pub fn answer(settings: &WebhookSettings, request: &InvocationRequest) -> (Statu
         response.outputs.insert(QUEUE_BINDING.to_owned(), Value::Array(messages));
         response.log(format!("Queued {} notification(s) for processing.", queued.len()));
     }
-    tracing::info!(accepted = queued.len(), dropped, "notifications received");
+    if merged > 0 {
+        response.log(format!("Merged {merged} notification(s) for a subscription and group already queued."));
+    }
+    tracing::info!(received, queued = queued.len(), merged, dropped, "notifications received");
     respond(&mut response, HttpResponseData::text(202, ""));
     (StatusCode::OK, response)
 }
@@ -267,7 +308,9 @@ mod tests {
         assert_eq!(status, StatusCode::OK);
         assert_eq!(http_status(&response), "202");
         let queued = response.outputs["notifications"].as_array().unwrap();
-        assert_eq!(queued.len(), 2);
+        // Two notifications of one subscription and group are one incremental run: one message.
+        assert_eq!(queued.len(), 1);
+        assert!(response.logs.iter().any(|line| line.contains("Merged 1 notification(s)")), "{:?}", response.logs);
         let message: QueuedNotification = serde_json::from_str(queued[0].as_str().unwrap()).unwrap();
         assert_eq!(message.group_id.as_deref(), Some("g1"));
         assert!(!queued[0].as_str().unwrap().contains("secret"), "the clientState never reaches the queue");
