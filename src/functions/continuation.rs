@@ -27,7 +27,8 @@ pub struct Continuation {
     pub sequence: u32,
     /// The run that reached its deadline (its report says what it wrote).
     pub after_run: String,
-    /// Users that run left (the continuation plans again; the number is for the log).
+    /// Users that run left (the continuation plans again; the number is for the log). 0 for a full sync that met
+    /// a run's lease and was handed to it.
     pub remaining: usize,
 }
 
@@ -50,6 +51,14 @@ pub fn queue_follow_ups(response: &mut InvocationResponse, report: &RunReport, s
         messages.push(Value::String(serde_json::to_string(&message).expect("serializable")));
         tracing::info!(sequence, remaining, after_run = %report.run_id, "queued a continuation of the full sync");
         response.log(format!("Queued continuation {sequence} for the {remaining} users left."));
+    }
+    if report.full_sync_follows && !matches!(report.outcome, RunOutcome::Continued { .. }) {
+        let message = ContinuationMessage {
+            continuation: Continuation { sequence, after_run: report.run_id.clone(), remaining: 0 },
+        };
+        messages.push(Value::String(serde_json::to_string(&message).expect("serializable")));
+        tracing::info!(after_run = %report.run_id, "queued the full sync that was due while this run held the lease");
+        response.log("Queued the full sync that was due while this run held the lease.");
     }
     if !report.follow_ups.is_empty() {
         let message = FoldedMessage { changed_groups: report.follow_ups.clone() };

@@ -14,7 +14,7 @@ use crate::storage::StorageError;
 pub enum RunError {
     #[error("the state storage cannot be reached, so nothing was read or written: {0}")]
     StorageUnreachable(#[source] StorageError),
-    /// A full sync that finds the lease held does nothing; the next timer run does the work.
+    /// A full sync from the CLI that finds the lease held does nothing (the timer's is handed on: [`Self::Folded`]).
     #[error("another run is writing to this tenant (its lease is held); this run did nothing")]
     LeaseHeld,
     /// An incremental run waited for the lease in vain: failing makes the queue retry the notification.
@@ -24,10 +24,11 @@ pub enum RunError {
         waited.as_secs()
     )]
     LeaseBusy { waited: Duration },
-    /// An incremental run met a long run's lease and handed its groups to it: that run queues them when it ends.
+    /// A run met another's lease and handed its work to it (changed groups, or a due full sync): that run queues it
+    /// when it ends.
     #[error(
-        "another run holds this tenant's lease; the changed groups were handed to it and are reconciled as soon as it \
-         ends"
+        "another run holds this tenant's lease; this run's work (changed groups, or a due full sync) was handed to it \
+         and is done as soon as it ends"
     )]
     Folded,
     #[error("the run lease could not be taken, so nothing was written: {0}")]

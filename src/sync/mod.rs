@@ -44,6 +44,10 @@ use crate::storage::{
 };
 
 /// Log uploads retry briefly, then the log goes to stdout: an outage must not hold the invocation for long.
+/// Why no subscription is created, renewed, reauthorized or recreated while `DRY_RUN` is set.
+const DRY_RUN_SUBSCRIPTIONS: &str = "DRY_RUN is set: the Graph subscriptions are not created, renewed, reauthorized or recreated (set DRY_RUN=false \
+     to have them kept)";
+
 const LOG_UPLOAD_RETRY: RetryPolicy =
     RetryPolicy { max_attempts: 3, initial_backoff: Duration::from_secs(1), max_backoff: Duration::from_secs(4) };
 
@@ -77,6 +81,13 @@ impl SyncService {
     /// Creates, adopts, renews or recreates the subscription of every configured group in both tenants, and deletes
     /// those of groups no longer configured (`certsync subscriptions`). Needs `WEBHOOK_NOTIFICATION_URL`.
     pub async fn ensure_subscriptions(&self) -> SubscriptionsOutcome {
+        // DRY_RUN writes nothing, subscriptions included: a notification would only plan, too.
+        if self.settings.sync.dry_run {
+            return SubscriptionsOutcome {
+                problems: vec![DRY_RUN_SUBSCRIPTIONS.to_owned()],
+                ..SubscriptionsOutcome::default()
+            };
+        }
         match self.stores().await {
             Ok(stores) => self.subscriptions.ensure(stores).await,
             Err(error) => SubscriptionsOutcome {
@@ -101,6 +112,9 @@ impl SyncService {
         entry: &SubscriptionEntry,
         event: &str,
     ) -> Result<LifecycleOutcome, String> {
+        if self.settings.sync.dry_run {
+            return Ok(LifecycleOutcome::NotWritten(DRY_RUN_SUBSCRIPTIONS.to_owned()));
+        }
         let stores = self.stores().await.map_err(|e| format!("the state storage cannot be reached: {e}"))?;
         self.subscriptions.handle_lifecycle_event(stores, side, entry, event).await
     }
@@ -162,10 +176,7 @@ impl SyncService {
             && self.settings.webhook.notification_url.is_some()
         {
             if dry_run {
-                report.notes.push(
-                    "dry run: the Graph subscriptions were not created or renewed (`certsync subscriptions` does it)"
-                        .to_owned(),
-                );
+                report.notes.push(format!("dry run: {DRY_RUN_SUBSCRIPTIONS}"));
             } else {
                 let outcome = self.subscriptions.ensure(stores).instrument(span.clone()).await;
                 report.notes.extend(outcome.report_notes());
@@ -284,4 +295,5 @@ fn record(report: &mut RunReport, Reconciled { result, trail }: Reconciled) {
     };
     report.notes.extend(trail.notes);
     report.follow_ups = trail.follow_ups;
+    report.full_sync_follows = trail.full_sync_follows;
 }

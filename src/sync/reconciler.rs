@@ -6,7 +6,6 @@
 //! ([`incremental::read_changes`]); when nothing did it stops there, otherwise it observes and plans exactly as the
 //! full sync does and applies the part of the plan about the affected users.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -124,6 +123,9 @@ pub struct Trail {
     /// Groups whose notifications were folded into this run while it held the lease: to queue as one incremental
     /// run (only when [`RunRequest::queues_follow_ups`]).
     pub follow_ups: Vec<incremental::ChangedGroup>,
+    /// A full sync met this run's lease and was handed to it: to queue as a continuation (only when
+    /// [`RunRequest::queues_follow_ups`]; not when this run was itself a full sync that completed).
+    pub full_sync_follows: bool,
 }
 
 /// A run's result with its trail.
@@ -158,13 +160,16 @@ impl Reconciler {
         let lease = if dry_run {
             None
         } else {
-            let skippable = *scope == Scope::Full && !request.wait_for_lease;
-            let wait = if skippable { Duration::ZERO } else { INCREMENTAL_LEASE_WAIT };
+            // The CLI's full sync is skipped at once; the timer's is handed to the holder at once (it runs when that
+            // run ends); incremental runs and continuations wait a little first.
+            let skippable = *scope == Scope::Full && !request.wait_for_lease && !request.queues_follow_ups;
+            let waits = *scope != Scope::Full || request.wait_for_lease;
+            let wait = if waits { INCREMENTAL_LEASE_WAIT } else { Duration::ZERO };
             match RunLease::take(&stores.state, &ledger::lease_blob(tenant), wait).await {
                 Ok(Some(lease)) => Some(lease),
                 Ok(None) if skippable => return Reconciled { result: Err(RunError::LeaseHeld), trail },
-                // The change this run was for would be lost if it were skipped: hand it to the run holding the
-                // lease, or fail so the queue retries.
+                // The work this run was for would be lost if it were skipped (a change, a due full sync): hand it
+                // to the run holding the lease, or fail so the queue retries.
                 Ok(None) => match self.fold_into_holder(stores, scope).await {
                     Ok(Some(lease)) => Some(lease),
                     Ok(None) => return Reconciled { result: Err(RunError::Folded), trail },
@@ -187,7 +192,11 @@ impl Reconciler {
             && !continued(&result)
         {
             match self.take_folded(stores).await {
-                Ok(groups) => trail.follow_ups = groups,
+                Ok(folded) => {
+                    trail.follow_ups = folded.groups.into_iter().collect();
+                    // A full sync that just ran is the one that was due.
+                    trail.full_sync_follows = folded.full_sync && !(*scope == Scope::Full && result.is_ok());
+                }
                 Err(error) => trail.notes.push(format!(
                     "the notifications folded into this run could not be read ({error}); the next run hands them on"
                 )),
@@ -326,46 +335,46 @@ fn continued(result: &Result<Applied, RunError>) -> bool {
 }
 
 impl Reconciler {
-    /// Records the groups of `scope` for the run holding the lease, then tries the lease once more: a holder that
-    /// ended between the two may have handed on the record before this one was added. `Ok(Some)`: the lease is ours
-    /// after all, run now. `Err`: the record could not be written (the queue retries the notification).
+    /// Records the work of `scope` (its groups, or a due full sync) for the run holding the lease, then tries the
+    /// lease once more: a holder that ended between the two may have handed on the record before this one was added.
+    /// `Ok(Some)`: the lease is ours after all, run now. `Err`: the record could not be written (the queue retries).
     async fn fold_into_holder(&self, stores: &Stores, scope: &Scope) -> Result<Option<RunLease>, StorageError> {
-        let Scope::Groups(groups) = scope else { return Ok(None) };
         let tenant = &self.settings.tenant_b.tenant_id;
         let blob = ledger::folded_blob(tenant);
-        crate::storage::update_json::<BTreeSet<incremental::ChangedGroup>, _>(
-            stores.state.as_ref(),
-            &blob,
-            8,
-            |held| {
-                let mut held = held.unwrap_or_default();
-                held.extend(groups.iter().cloned());
-                held
-            },
-        )
+        crate::storage::update_json::<ledger::Folded, _>(stores.state.as_ref(), &blob, 8, |held| {
+            let mut held = held.unwrap_or_default();
+            match scope {
+                Scope::Full => held.full_sync = true,
+                Scope::Groups(groups) => held.groups.extend(groups.iter().cloned()),
+            }
+            held
+        })
         .await?;
-        tracing::info!(groups = groups.len(), "the lease is held by another run: the changed groups were handed to it");
+        match scope {
+            Scope::Full => tracing::info!("the lease is held by another run: the full sync was handed to it"),
+            Scope::Groups(groups) => {
+                tracing::info!(
+                    groups = groups.len(),
+                    "the lease is held by another run: the changed groups were handed to it"
+                );
+            }
+        }
         RunLease::take(&stores.state, &ledger::lease_blob(tenant), Duration::ZERO).await
     }
 
-    /// Takes the groups folded into this run (and leaves none behind).
-    async fn take_folded(&self, stores: &Stores) -> Result<Vec<incremental::ChangedGroup>, StorageError> {
+    /// Takes what was folded into this run (and leaves nothing behind).
+    async fn take_folded(&self, stores: &Stores) -> Result<ledger::Folded, StorageError> {
         let blob = ledger::folded_blob(&self.settings.tenant_b.tenant_id);
         // Read first: nearly every run has nothing folded into it, and then writes nothing.
-        let held = read_json::<BTreeSet<incremental::ChangedGroup>>(stores.state.as_ref(), &blob).await?;
-        if held.is_none_or(|(groups, _)| groups.is_empty()) {
-            return Ok(Vec::new());
+        let held = read_json::<ledger::Folded>(stores.state.as_ref(), &blob).await?;
+        if held.is_none_or(|(folded, _)| folded.is_empty()) {
+            return Ok(ledger::Folded::default());
         }
-        let mut taken = Vec::new();
-        crate::storage::update_json::<BTreeSet<incremental::ChangedGroup>, _>(
-            stores.state.as_ref(),
-            &blob,
-            8,
-            |held| {
-                taken = held.unwrap_or_default().into_iter().collect();
-                BTreeSet::new()
-            },
-        )
+        let mut taken = ledger::Folded::default();
+        crate::storage::update_json::<ledger::Folded, _>(stores.state.as_ref(), &blob, 8, |held| {
+            taken = held.unwrap_or_default();
+            ledger::Folded::default()
+        })
         .await?;
         Ok(taken)
     }

@@ -183,6 +183,9 @@ pub struct RunReport {
     /// Groups whose notifications met this run's lease and were handed to it: queued as one incremental run when
     /// it ended (empty for most runs).
     pub follow_ups: Vec<super::incremental::ChangedGroup>,
+    /// A full sync (the timer's, a continuation) met this run's lease and was handed to it: queued as a continuation
+    /// when it ended.
+    pub full_sync_follows: bool,
 }
 
 impl RunReport {
@@ -218,6 +221,7 @@ impl RunReport {
             log_upload_error: None,
             notes: Vec::new(),
             follow_ups: Vec::new(),
+            full_sync_follows: false,
         }
     }
 

@@ -129,6 +129,8 @@ pub enum LifecycleOutcome {
     Recreated(String),
     /// Nothing to do for this event here (`missed`: the caller reconciles the group).
     Ignored,
+    /// Nothing was written to Graph or to the records, and why (`DRY_RUN`).
+    NotWritten(String),
 }
 
 /// The per-group decision, made before any write (also what the tests check).

@@ -576,6 +576,40 @@ async fn a_notification_during_a_long_run_is_handed_to_it_not_poisoned_and_lands
     assert!(again["Outputs"].get("followUps").is_none(), "{again}");
 }
 
+// Issue 20: a storm of notifications keeps the lease busy, and a timer run that met it was skipped with nothing to
+// retry it. Now the timer hands its full sync to the run holding the lease, which queues it as a continuation when
+// it ends; the full sync then repairs what only it can see (a value removed behind the tool's back).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_timer_run_that_meets_a_held_lease_is_handed_to_the_holder_and_runs_when_it_ends() {
+    let n = Notified::start().await;
+    let (frank_a, frank_b) = seed_frank(&n.world);
+    n.warm_up().await;
+    let warmed = n.shim.invocations().len();
+    // Drift only a full sync sees: the value the tool wrote is gone from a user (no notification covers that).
+    let holder = n.directory().users(TENANT_B).into_iter().find(|u| !u.certificate_user_ids.is_empty());
+    let holder = holder.expect("the warm-up wrote a value");
+    n.directory().update_user(TENANT_B, &holder.id, |user| user.certificate_user_ids.clear());
+
+    let lease = hold_the_run_lease(&n.world).await;
+    let (status, _, reply) = n.app.invoke("function-cert-sync", &timer_envelope(Value::Null, false)).await;
+    assert_eq!((status, reply["ReturnValue"]["outcome"].as_str()), (200, Some("skipped")), "{reply}");
+    assert!(reply["Logs"].to_string().contains("handed to it"), "{reply}");
+    assert!(n.directory().user(TENANT_B, &holder.id).unwrap().certificate_user_ids.is_empty());
+    lease.release().await.expect("release the lease");
+
+    // The next run to hold the lease (a notification's) queues the full sync when it ends; the worker runs it.
+    n.directory().add_member(TENANT_A, &n.world.world.group_a, &frank_a);
+    n.converge(&frank_b, &["X509:<S>CN=frank"]).await;
+    let restored =
+        || n.directory().user(TENANT_B, &holder.id).unwrap().certificate_user_ids == holder.certificate_user_ids;
+    n.shim.settle("the handed-on full sync", SETTLE, restored).await;
+    let after: Vec<_> = n.shim.invocations().into_iter().skip(warmed).collect();
+    let queued_by = after.iter().filter(|i| i.reply["Logs"].to_string().contains("Queued the full sync that was due"));
+    assert_eq!(queued_by.count(), 1, "one run hands the full sync on: {after:#?}");
+    assert!(after.iter().all(|i| i.status == 200), "{after:#?}");
+    assert!(n.shim.poison().is_empty());
+}
+
 // Issue 19: a first sync that cannot finish before functionTimeout stops at its soft deadline, reports `continued`
 // with what is left, and queues a continuation; each continuation does the same until every user is written.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -620,4 +654,39 @@ async fn a_timer_run_past_its_soft_deadline_continues_through_the_queue_until_ev
     assert_eq!(again["ReturnValue"]["outcome"], "succeeded", "{again}");
     let writes = world.emulator.directory().requests().iter().filter(|r| r.kind == RequestKind::Write).count();
     assert_eq!(writes, 0, "{again}");
+}
+
+/// Under `DRY_RUN` nothing writes a subscription (issue 20): a lifecycle event is answered and logged as not acted
+/// on, with no reauthorization sent to Graph, and `certsync subscriptions` refuses, saying why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn under_dry_run_no_lifecycle_event_or_cli_call_writes_a_subscription() {
+    let mut world = World::start().await;
+    grant_subscription_permission(&world);
+    let shim = HostShim::bind(FUNCTION_KEY).await;
+    world.env.insert("WEBHOOK_NOTIFICATION_URL".into(), shim.notification_url());
+    let mut dry = world.env.clone();
+    dry.insert("DRY_RUN".into(), "true".into());
+    let app = TestApp::spawn(&dry).await;
+    shim.connect(app.port);
+    let n = Notified { world, shim, app };
+    // The subscriptions exist: made by a writing configuration.
+    let mut writing = n.world.env.clone();
+    writing.insert("DRY_RUN".into(), "false".into());
+    let (code, out, _) = run_cli(&writing).await;
+    assert_eq!(code, 0, "{out}");
+    let created = subscription_of(TENANT_B, &n);
+    n.directory().clear_requests();
+
+    let (code, out, _) = run_cli(&dry).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out["problems"].to_string().contains("DRY_RUN is set"), "{out}");
+
+    n.directory().advance_clock(Duration::from_secs(11 * 60));
+    n.directory().trigger_lifecycle_event(TENANT_B, &created.id, "reauthorizationRequired");
+    n.shim.settle("the lifecycle event", SETTLE, || successes(&n.shim) >= 1).await;
+    let logs = n.shim.invocations().last().unwrap().reply["Logs"].to_string();
+    assert!(logs.contains("DRY_RUN is set"), "{logs}");
+    let writes: Vec<_> = graph_requests(&n.world).into_iter().filter(|r| r.path.contains("/subscriptions")).collect();
+    assert!(writes.iter().all(|r| r.method == "GET"), "no subscription written under DRY_RUN: {writes:#?}");
+    assert_eq!(subscription_of(TENANT_B, &n).id, created.id);
 }
