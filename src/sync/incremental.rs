@@ -20,7 +20,7 @@ use crate::config::SyncSettings;
 use crate::domain::{GroupId, TenantId, UserId};
 use crate::domain::{MatchKey, Side};
 use crate::graph::GraphClient;
-use crate::storage::{BlobStore, StorageError, read_json, update_json};
+use crate::storage::{BlobStore, ETag, StorageError, read_json, update_json};
 
 pub const DELTA_SCHEMA_VERSION: u32 = 1;
 /// Attempts of an ETag-guarded read-modify-write of a delta cursor.
@@ -84,9 +84,24 @@ pub struct Changes {
     pub target_users: BTreeSet<UserId>,
     /// Set when whole pairs must be reconciled, with the reason.
     pub full_resync: Option<String>,
-    /// New cursors to store once the run has applied everything: (blob, cursor).
-    pub cursors: Vec<(String, DeltaCursor)>,
+    /// New cursors to store once the run has applied everything.
+    pub cursors: Vec<CursorMove>,
 }
+
+/// One group's delta position: as it was read (with its ETag), and the one Graph gave for next time.
+#[derive(Debug, Clone)]
+pub struct CursorMove {
+    pub blob: String,
+    /// The cursor blob's ETag when this round read it (`None`: there was none, or it was unreadable).
+    pub read: Option<ETag>,
+    /// When the position read was stored (RFC 3339), if there was one.
+    pub read_stored: Option<String>,
+    pub next: DeltaCursor,
+}
+
+/// A delta position that found no change is stored again only when it is this old: its token stays good for 7 days
+/// [delta-query-overview], and a storm of notifications that change nothing then writes nothing.
+pub const QUIET_CURSOR_REFRESH: time::Duration = time::Duration::hours(1);
 
 impl Changes {
     /// Nothing to reconcile: every round came back empty.
@@ -149,12 +164,13 @@ pub async fn read_changes(
     for changed in groups {
         let client = tenants.side(changed.side);
         let blob = cursor_blob(client.tenant(), &changed.group);
-        let cursor = match read_json::<DeltaCursor>(state, &blob).await {
-            Ok(found) => found.map(|(cursor, _)| cursor),
+        let (cursor, read) = match read_json::<DeltaCursor>(state, &blob).await {
+            Ok(Some((cursor, etag))) => (Some(cursor), Some(etag)),
+            Ok(None) => (None, None),
             // A cursor that cannot be parsed is replaced by a fresh one after a full reconcile of the pair.
             Err(StorageError::Corrupt { reason, .. }) => {
                 tracing::warn!(blob, %reason, "unreadable delta cursor: starting over");
-                None
+                (None, None)
             }
             Err(source) => return Err(RunError::CursorUnreadable { group: changed.group.clone(), source }),
         };
@@ -192,15 +208,17 @@ pub async fn read_changes(
         }
         let stored =
             OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
-        changes.cursors.push((
+        changes.cursors.push(CursorMove {
             blob,
-            DeltaCursor {
+            read,
+            read_stored: cursor.map(|c| c.stored),
+            next: DeltaCursor {
                 schema_version: DELTA_SCHEMA_VERSION,
                 group: changed.group.clone(),
                 delta_link: round.delta_link,
                 stored,
             },
-        ));
+        });
     }
     Ok(changes)
 }
@@ -209,7 +227,7 @@ pub async fn read_changes(
 /// Returns a note per position that could not be stored.
 pub async fn store_cursors(state: &dyn BlobStore, changes: &Changes) -> Vec<String> {
     let mut notes = Vec::new();
-    for (blob, cursor) in &changes.cursors {
+    for CursorMove { blob, next: cursor, .. } in &changes.cursors {
         let written = match update_json::<DeltaCursor, _>(state, blob, CURSOR_ATTEMPTS, |_| cursor.clone()).await {
             // An unreadable cursor holds nothing worth keeping (unlike the ledger): replace it, under the lease.
             Err(StorageError::Corrupt { .. }) => state
@@ -223,6 +241,47 @@ pub async fn store_cursors(state: &dyn BlobStore, changes: &Changes) -> Vec<Stri
                 "the delta position of group {} could not be stored ({error}); the next notification repeats this work",
                 cursor.group
             ));
+        }
+    }
+    notes
+}
+
+/// Whether every cursor these changes were read from is still the one stored (nobody moved a position on since).
+pub async fn cursors_unmoved(state: &dyn BlobStore, changes: &Changes) -> bool {
+    for cursor in &changes.cursors {
+        let now = match state.get(&cursor.blob).await {
+            Ok(found) => found.map(|blob| blob.etag),
+            Err(_) => return false,
+        };
+        if now != cursor.read {
+            return false;
+        }
+    }
+    true
+}
+
+/// After a round that found no change, without the lease: stores each position again only when the stored one is
+/// older than [`QUIET_CURSOR_REFRESH`], and only if nobody moved it since it was read (ETag-guarded; a position
+/// moved on meanwhile is newer and stays). Returns a note per position that could not be stored.
+pub async fn refresh_quiet_cursors(state: &dyn BlobStore, changes: &Changes) -> Vec<String> {
+    let now = OffsetDateTime::now_utc();
+    let mut notes = Vec::new();
+    for cursor in &changes.cursors {
+        let stored = cursor
+            .read_stored
+            .as_deref()
+            .and_then(|text| OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok());
+        if cursor.read.is_some() && stored.is_some_and(|stored| now - stored < QUIET_CURSOR_REFRESH) {
+            continue;
+        }
+        let body = serde_json::to_vec(&cursor.next).unwrap_or_default();
+        match state.put_if(&cursor.blob, body, "application/json", cursor.read.as_ref()).await {
+            Ok(_) | Err(StorageError::ConditionNotMet { .. }) => {}
+            Err(error) => notes.push(format!(
+                "the delta position of group {} could not be stored ({error}); the next notification repeats this \
+                 delta query",
+                cursor.next.group
+            )),
         }
     }
     notes

@@ -57,6 +57,9 @@ pub struct SyncService {
     reconciler: Reconciler,
     subscriptions: SubscriptionKeeper,
     stores: LazyStores,
+    /// Incremental runs that found no membership change since the last run log was written: they write no log of
+    /// their own, and the next log says how many there were.
+    quiet_runs: std::sync::atomic::AtomicU64,
 }
 
 impl SyncService {
@@ -67,6 +70,7 @@ impl SyncService {
             subscriptions: SubscriptionKeeper::new(settings.clone(), tenants),
             settings,
             stores,
+            quiet_runs: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -162,11 +166,14 @@ impl SyncService {
         let tenants = self.reconciler.tenants();
         let before = tenants.metrics();
         let span = tracing::info_span!("sync_run", run_id = %run_id, dry_run, incremental = scope != Scope::Full);
+        // A notification whose delta query found no change (and nothing to say besides): counted, not logged to blobs.
+        let mut quiet = false;
         let stores = self.stores().instrument(span.clone()).await.map_err(RunError::StorageUnreachable);
         match &stores {
             Ok(stores) => {
                 let reconciled =
                     self.reconciler.reconcile(stores, &scope, dry_run, &request).instrument(span.clone()).await;
+                quiet = matches!(reconciled.result, Ok(Applied::NothingChanged)) && reconciled.trail.notes.len() <= 1;
                 record(&mut report, reconciled);
             }
             Err(error) => report.outcome = error.outcome(),
@@ -193,7 +200,20 @@ impl SyncService {
         // The plan and the fresh reads of apply are gone; the log bodies below are the run's last large allocations.
         crate::memory::release_freed_memory();
         let report = match &stores {
-            Ok(stores) => self.upload_log(stores, started, report).await,
+            Ok(_) if quiet => {
+                let total = self.quiet_runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                tracing::info!(
+                    quiet_runs = total,
+                    duration_ms = report.duration_ms,
+                    "no membership change since the last notification: nothing was written"
+                );
+                return report;
+            }
+            Ok(stores) => {
+                let mut report = report;
+                report.quiet_runs_before = self.quiet_runs.swap(0, std::sync::atomic::Ordering::Relaxed);
+                self.upload_log(stores, started, report).await
+            }
             Err(error) => {
                 let mut report = report;
                 let (log_blob, _) = crate::storage::run_log_names(started, &run_id);

@@ -156,6 +156,27 @@ impl Reconciler {
         let tenant = &self.settings.tenant_b.tenant_id;
         let deadline = request.soft_deadline.map(|after| tokio::time::Instant::now() + after);
 
+        // An incremental run asks delta query first, before the lease: a notification that finds no change (a
+        // duplicate, a replay, a change already reconciled) takes no lease, reads nothing else and writes nothing.
+        let mut read_before_lease = None;
+        if let Scope::Groups(groups) = scope {
+            let sync = &self.settings.sync;
+            let state = stores.state.as_ref();
+            let changes =
+                match incremental::read_changes(&self.tenants, state, groups, sync.transitive_membership).await {
+                    Ok(changes) => changes,
+                    Err(error) => return Reconciled { result: Err(error), trail },
+                };
+            if changes.is_empty() {
+                trail.notes.push("no membership change since the last notification: nothing else was read".to_owned());
+                if !dry_run {
+                    trail.notes.extend(incremental::refresh_quiet_cursors(state, &changes).await);
+                }
+                return Reconciled { result: Ok(Applied::NothingChanged), trail };
+            }
+            read_before_lease = Some(changes);
+        }
+
         // One writer per Tenant B: the timer and the notification path never write concurrently.
         let lease = if dry_run {
             None
@@ -184,7 +205,8 @@ impl Reconciler {
             None => &NoWrites,
         };
         let bounds = WriteBounds { permit, deadline };
-        let result = self.observe_plan_apply(stores, scope, dry_run, request, &bounds, &mut trail).await;
+        let result =
+            self.observe_plan_apply(stores, scope, read_before_lease, dry_run, request, &bounds, &mut trail).await;
 
         if let Some(lease) = &lease
             && request.queues_follow_ups
@@ -216,10 +238,12 @@ impl Reconciler {
         Reconciled { result, trail }
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn observe_plan_apply(
         &self,
         stores: &Stores,
         scope: &Scope,
+        read_before_lease: Option<Changes>,
         dry_run: bool,
         request: &RunRequest,
         bounds: &WriteBounds<'_>,
@@ -229,17 +253,21 @@ impl Reconciler {
         let state = stores.state.as_ref();
         let ledger_blob = ledger::ledger_blob(&self.settings.tenant_b.tenant_id);
 
-        // An incremental run first asks delta query what changed; nothing changed → nothing more to read.
-        let changes: Option<Changes> = match scope {
-            Scope::Full => None,
-            Scope::Groups(groups) => {
+        // What delta query said before the lease holds unless a run moved a position on meanwhile (it reconciled
+        // those changes, and more may have come): then ask again, under the lease.
+        let changes: Option<Changes> = match (scope, read_before_lease) {
+            (Scope::Full, _) => None,
+            (Scope::Groups(_), Some(changes)) if incremental::cursors_unmoved(state, &changes).await => Some(changes),
+            (Scope::Groups(groups), _) => {
                 Some(incremental::read_changes(&self.tenants, state, groups, sync.transitive_membership).await?)
             }
         };
         if let Some(changes) = &changes {
             trail.full_resync.clone_from(&changes.full_resync);
             if changes.is_empty() {
-                trail.notes.push("no membership change since the last notification: nothing else was read".to_owned());
+                trail
+                    .notes
+                    .push("no membership change left once the lease was taken: nothing else was read".to_owned());
                 if !dry_run {
                     trail.notes.extend(incremental::store_cursors(state, changes).await);
                 }

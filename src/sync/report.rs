@@ -186,6 +186,9 @@ pub struct RunReport {
     /// A full sync (the timer's, a continuation) met this run's lease and was handed to it: queued as a continuation
     /// when it ended.
     pub full_sync_follows: bool,
+    /// Incremental runs of this process that found no membership change since the run log before this one: they
+    /// write no log of their own.
+    pub quiet_runs_before: u64,
 }
 
 impl RunReport {
@@ -222,6 +225,7 @@ impl RunReport {
             notes: Vec::new(),
             follow_ups: Vec::new(),
             full_sync_follows: false,
+            quiet_runs_before: 0,
         }
     }
 
@@ -409,6 +413,14 @@ impl RunReport {
         }
         for note in &self.notes {
             writeln!(out, "Note: {note}")?;
+        }
+        if self.quiet_runs_before > 0 {
+            writeln!(
+                out,
+                "Note: {} notification run(s) before this one found no membership change and wrote nothing (no log of \
+                 their own).",
+                self.quiet_runs_before
+            )?;
         }
         writeln!(out, "\nTotals: {}", self.totals)?;
         let g = &self.graph;

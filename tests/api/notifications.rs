@@ -610,6 +610,39 @@ async fn a_timer_run_that_meets_a_held_lease_is_handed_to_the_holder_and_runs_wh
     assert!(n.shim.poison().is_empty());
 }
 
+// Issue 20: every message took the tenant lease before its delta check and wrote two run-log blobs even when nothing
+// changed, so a storm of duplicates held the lease and filled the log container. Now the delta check comes first: a
+// notification that finds no change runs while another holds the lease, writes no blob, and is counted in the next
+// run's log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_notification_that_finds_no_change_takes_no_lease_and_writes_no_blob() {
+    let n = Notified::start().await;
+    n.warm_up().await;
+    let subscription = subscription_of(TENANT_B, &n);
+    let message = json!({"subscriptionId": subscription.id, "tenantId": TENANT_B, "changeType": "updated",
+        "groupId": n.world.world.group_b, "resource": format!("Groups/{}", n.world.world.group_b)});
+    let logs_before = n.world.log_blobs().await.len();
+    let lease = hold_the_run_lease(&n.world).await;
+    for attempt in 1..=3 {
+        let dequeued = Dequeued { id: "quiet", dequeue_count: 1, inserted: time::OffsetDateTime::now_utc() };
+        let envelope = queue_trigger_envelope("function-notifications", "message", &message.to_string(), &dequeued);
+        let started = Instant::now();
+        let (status, _, reply) = n.app.invoke("function-notifications", &envelope).await;
+        assert_eq!((status, reply["ReturnValue"]["outcome"].as_str()), (200, Some("succeeded")), "{reply}");
+        assert!(started.elapsed() < Duration::from_secs(5), "attempt {attempt} waited for the lease: {reply}");
+        assert!(!reply["Logs"].to_string().contains("handed to it"), "{reply}");
+    }
+    assert_eq!(n.world.log_blobs().await.len(), logs_before, "a run that found no change writes no log");
+    lease.release().await.expect("release the lease");
+
+    // The next run that writes a log says how many went before it.
+    let reply = n.run_timer().await;
+    let blob = reply["ReturnValue"]["logBlob"].as_str().expect("the timer's log").to_owned();
+    let text = n.world.log_store().await.get(blob.trim_start_matches("cert-auth/")).await.unwrap().unwrap().bytes;
+    let text = String::from_utf8(text).unwrap();
+    assert!(text.contains("3 notification run(s) before this one found no membership change"), "{text}");
+}
+
 // Issue 19: a first sync that cannot finish before functionTimeout stops at its soft deadline, reports `continued`
 // with what is left, and queues a continuation; each continuation does the same until every user is written.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
