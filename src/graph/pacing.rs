@@ -8,7 +8,8 @@
 //!
 //! - **What we sent.** Never more than the documented budget within one window of our own answers: the strictest
 //!   reading (a sliding window) holds, so every model accepts it. This alone is the floor of the sliding window, and
-//!   of a fixed window that starts with our first write.
+//!   of a fixed window that starts with our first write. Once a probe has proven a continuous refill, the refill
+//!   paces instead (our window would let a second burst through one window after the first).
 //! - **What Graph says.** `x-ms-throttle-limit-percentage` comes with answers once more than 80 % of a limit is used
 //!   [throttling-limits]: it gives the room left. Its absence, once Graph has been seen to send it, means at least
 //!   20 % is left, which is how a fixed window's reset is found. Graph reporting more used than we sent (a smaller
