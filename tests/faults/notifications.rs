@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use certsync::demo::{TENANT_A, TENANT_B};
 use graph_emulator::{EmulatorOptions, Faults};
+use rand::Rng;
 use serde_json::Value;
 
 use super::helpers::{TestApp, timer_envelope};
@@ -102,4 +103,52 @@ async fn duplicated_notifications_write_each_user_at_most_once_and_converge_exac
     s.assert_oracle();
     drop(app);
     s.converges().await;
+}
+
+/// The notification path and the full sync agree (issue 20): random membership changes on both sides, round after
+/// round, each delivered only as change notifications, end exactly in the state one full sync of the directory gives
+/// (the oracle), and the timer's full sync afterwards finds nothing to write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn random_membership_changes_through_notifications_end_where_a_full_sync_would() {
+    let seeds: Vec<u64> = match std::env::var("FAULT_SEED").ok().and_then(|s| s.parse().ok()) {
+        Some(seed) => vec![seed],
+        None => vec![0xD0_0101, 0xD0_0102],
+    };
+    for seed in seeds {
+        let (mut s, shim, app) = served("notifications-random-changes", seed).await;
+        let directory = s.directory();
+        for _round in 0..3 {
+            // Up to two users of each side join or leave their group: few enough that no removal is a mass one.
+            let flips_a = s.rng.random_range(0..=2);
+            for _ in 0..flips_a {
+                let index = s.rng.random_range(0..s.model.source.len());
+                let user = &mut s.model.source[index];
+                if user.member {
+                    directory.remove_member(TENANT_A, &s.group_a, &user.id);
+                } else {
+                    directory.add_member(TENANT_A, &s.group_a, &user.id);
+                }
+                user.member = !user.member;
+            }
+            for _ in 0..(3 - flips_a) {
+                let index = s.rng.random_range(0..s.model.target.len());
+                let user = &mut s.model.target[index];
+                if user.member {
+                    directory.remove_member(TENANT_B, &s.group_b, &user.id);
+                } else {
+                    directory.add_member(TENANT_B, &s.group_b, &user.id);
+                }
+                user.member = !user.member;
+            }
+            quiesce(&shim).await;
+            s.assert_oracle();
+        }
+        assert!(shim.poison().is_empty(), "{:#?}", shim.poison());
+        assert!(!s.user_writes().is_empty(), "seed {seed}: the changes wrote nothing, so they proved nothing");
+        directory.clear_requests();
+        let reply = timer(&app).await;
+        assert_eq!(reply["ReturnValue"]["outcome"], "succeeded", "{reply}");
+        assert!(s.user_writes().is_empty(), "the full sync found something the notifications missed: {reply}");
+        drop(app);
+    }
 }
