@@ -688,9 +688,9 @@ async fn refill_models(args: &Args) {
         args.latency.as_millis()
     );
     println!(
-        "| refill model | wall time | floor (derived) | over the floor | Graph requests | write attempts | 429s | 429s per write | requests per write |"
+        "| refill model | who | wall time | floor (derived) | over the floor | Graph requests | write attempts | 429s | 429s per write | requests per write |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (name, refill) in models {
         eprintln!("first sync of {size} users, refill {name}…");
         let options = EmulatorOptions {
@@ -708,14 +708,22 @@ async fn refill_models(args: &Args) {
         let (requests, writes, throttled) = emulator_counts(&emulator.directory());
         let floor = refill_floor_secs(&refill, size, BUDGET_WRITES, BUDGET_WINDOW_SECS);
         let outcome = report["outcome"]["status"].as_str().unwrap_or("?").to_owned();
-        println!(
-            "| {name} | {:.1} s | {floor:.0} s | {:+.1} % | {requests} | {writes} | {throttled} | {:.2} % | {:.3} |{}",
-            wall.as_secs_f64(),
-            (wall.as_secs_f64() / floor.max(1.0) - 1.0) * 100.0,
-            throttled as f64 * 100.0 / size as f64,
-            requests as f64 / size as f64,
-            if outcome == "succeeded" { String::new() } else { format!(" outcome {outcome}") }
-        );
+        let row = |who: &str, wall: Duration, (requests, writes, throttled): (usize, usize, usize), note: &str| {
+            println!(
+                "| {name} | {who} | {:.1} s | {floor:.0} s | {:+.1} % | {requests} | {writes} | {throttled} | {:.2} % | {:.3} |{note}",
+                wall.as_secs_f64(),
+                (wall.as_secs_f64() / floor.max(1.0) - 1.0) * 100.0,
+                throttled as f64 * 100.0 / size as f64,
+                requests as f64 / size as f64,
+            );
+        };
+        let note = if outcome == "succeeded" { String::new() } else { format!(" outcome {outcome}") };
+        row("certsync", wall, (requests, writes, throttled), &note);
+        // The runbook (seed 000) beside it, on its own pair of tenants (its own budget) in the same emulator.
+        let theirs = seed_pair(&emulator.directory(), size, 2, &HashMap::new());
+        emulator.directory().clear_requests();
+        let replay = runbook(&emulator, &theirs, size, "first sync", None).await;
+        row("runbook (seed 000)", replay.wall, emulator_counts(&emulator.directory()), "");
         emulator.shutdown().await;
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -38,26 +38,7 @@ pub struct LedgerAnchor {
 }
 
 /// The blob used as the run lease for a tenant: one writer per Tenant B at a time.
-/// What waits at [`folded_blob`] for the run holding the lease: the groups of notifications that met it, and whether
-/// a full sync (the timer's, or a continuation) met it. That run hands them on when it ends (`Trail::follow_ups`), so
-/// a change made during a long first sync is neither lost nor retried into the poison queue, and a storm of
-/// notifications cannot starve the timer's full sync.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Folded {
-    #[serde(default)]
-    pub groups: std::collections::BTreeSet<super::incremental::ChangedGroup>,
-    #[serde(default)]
-    pub full_sync: bool,
-}
-
-impl Folded {
-    pub fn is_empty(&self) -> bool {
-        self.groups.is_empty() && !self.full_sync
-    }
-}
-
-/// Where [`Folded`] is kept, next to the lease.
+/// Where the work handed to the run holding the lease is kept, next to the lease (`reconciler::Folded`).
 pub fn folded_blob(tenant: &TenantId) -> String {
     format!("locks/{tenant}.folded.json")
 }

@@ -6,6 +6,7 @@
 //! ([`incremental::read_changes`]); when nothing did it stops there, otherwise it observes and plans exactly as the
 //! full sync does and applies the part of the plan about the affected users.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -108,6 +109,25 @@ impl PlanSummary {
             removals_held_back: plan.removals_held_back.clone(),
             unchanged: plan.unchanged,
         }
+    }
+}
+
+/// What waits at [`ledger::folded_blob`] for the run holding the lease: the groups of notifications that met it, and
+/// whether a full sync (the timer's, or a continuation) met it. That run hands them on when it ends
+/// (`Trail::follow_ups`), so a change made during a long first sync is neither lost nor retried into the poison
+/// queue, and a storm of notifications cannot starve the timer's full sync.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Folded {
+    #[serde(default)]
+    pub groups: BTreeSet<incremental::ChangedGroup>,
+    #[serde(default)]
+    pub full_sync: bool,
+}
+
+impl Folded {
+    pub fn is_empty(&self) -> bool {
+        self.groups.is_empty() && !self.full_sync
     }
 }
 
@@ -369,7 +389,7 @@ impl Reconciler {
     async fn fold_into_holder(&self, stores: &Stores, scope: &Scope) -> Result<Option<RunLease>, StorageError> {
         let tenant = &self.settings.tenant_b.tenant_id;
         let blob = ledger::folded_blob(tenant);
-        crate::storage::update_json::<ledger::Folded, _>(stores.state.as_ref(), &blob, 8, |held| {
+        crate::storage::update_json::<Folded, _>(stores.state.as_ref(), &blob, 8, |held| {
             let mut held = held.unwrap_or_default();
             match scope {
                 Scope::Full => held.full_sync = true,
@@ -391,17 +411,17 @@ impl Reconciler {
     }
 
     /// Takes what was folded into this run (and leaves nothing behind).
-    async fn take_folded(&self, stores: &Stores) -> Result<ledger::Folded, StorageError> {
+    async fn take_folded(&self, stores: &Stores) -> Result<Folded, StorageError> {
         let blob = ledger::folded_blob(&self.settings.tenant_b.tenant_id);
         // Read first: nearly every run has nothing folded into it, and then writes nothing.
-        let held = read_json::<ledger::Folded>(stores.state.as_ref(), &blob).await?;
+        let held = read_json::<Folded>(stores.state.as_ref(), &blob).await?;
         if held.is_none_or(|(folded, _)| folded.is_empty()) {
-            return Ok(ledger::Folded::default());
+            return Ok(Folded::default());
         }
-        let mut taken = ledger::Folded::default();
-        crate::storage::update_json::<ledger::Folded, _>(stores.state.as_ref(), &blob, 8, |held| {
+        let mut taken = Folded::default();
+        crate::storage::update_json::<Folded, _>(stores.state.as_ref(), &blob, 8, |held| {
             taken = held.unwrap_or_default();
-            ledger::Folded::default()
+            Folded::default()
         })
         .await?;
         Ok(taken)
