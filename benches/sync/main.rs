@@ -760,6 +760,11 @@ async fn continuation(args: &Args) {
         let (wall, report, peak) = run_product_with(&env, &state, &["--soft-deadline", &deadline.to_string()]);
         let outcome = report["outcome"]["status"].as_str().unwrap_or("?").to_owned();
         let written = report["totals"]["usersChanged"].as_u64().unwrap_or(0);
+        eprintln!(
+            "  invocation {}: {:.1} s, {outcome}, {written} users written",
+            invocations.len() + 1,
+            wall.as_secs_f64()
+        );
         invocations.push((wall, outcome.clone(), written, peak));
         if outcome != "continued" || invocations.len() > 40 {
             break;
@@ -780,7 +785,10 @@ async fn continuation(args: &Args) {
     .expect("start the emulator");
     let reference_dir = temp_dir("continuation-reference");
     let reference_pair = seed_pair(&reference.directory(), size, 1, &HashMap::new());
-    let reference_env = env_for(&reference, &reference_pair, &write_ca(&reference_dir, &reference));
+    let mut reference_env = env_for(&reference, &reference_pair, &write_ca(&reference_dir, &reference));
+    // No throttling here, so no budget to pace to: the client's own count of Graph's documented budget would make the
+    // reference take 100,000 / 20 s.
+    reference_env.insert("GRAPH_WRITE_BUDGET".into(), "1000000/150".into());
     let _ = run_product(&reference_env, &reference_dir.join("state"));
     let uninterrupted = values_of(&reference.directory(), &reference_pair.tenant_b);
     reference.shutdown().await;
