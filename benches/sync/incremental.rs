@@ -300,7 +300,7 @@ pub(super) async fn run(
     env: &HashMap<String, String>,
     state: &Path,
     dir: &Path,
-) -> Result<Row, String> {
+) -> Result<Vec<Row>, String> {
     let directory = emulator.directory();
     let azurite = Azurite::start(dir).await?;
     let connection = StorageConnection::ConnectionString(azurite.connection_string().into());
@@ -349,7 +349,7 @@ pub(super) async fn run(
     let count = |kind: RequestKind| graph.clone().filter(|r| r.kind == kind).count() as u64;
     let throttled = graph.clone().filter(|r| r.status == 429).count();
     let affected = &reply["ReturnValue"]["scope"]["affectedUsers"];
-    Ok(Row {
+    let change = Row {
         size,
         scenario: "incremental: one membership change".into(),
         who: "certsync",
@@ -362,6 +362,90 @@ pub(super) async fn run(
         note: format!(
             "`certsync serve`, queue-triggered function-notifications; counts from the emulator's log ({throttled} × 429); affected users {affected}{}",
             if converged { "" } else { "; NOT converged" }
+        ),
+        ..Row::default()
+    };
+    let mut rows = vec![change];
+    for per_post in [BURST, 1] {
+        rows.push(burst(size, &serve, &shim, &directory, pair, &azurite, per_post).await?);
+    }
+    Ok(rows)
+}
+
+/// Notifications in a storm (issue 20).
+const BURST: usize = 1_000;
+
+/// A storm of [`BURST`] notifications for one group (the Tenant A group's subscription, nothing changed since the
+/// last one), `per_post` to a POST: what the webhook queues, and what working through the queue costs in Graph
+/// requests and blobs written. Graph batches notifications into POSTs as it sees fit, so both ends are measured.
+async fn burst(
+    size: usize,
+    serve: &Serve,
+    shim: &HostShim,
+    directory: &graph_emulator::Directory,
+    pair: &Pair,
+    azurite: &Azurite,
+    per_post: usize,
+) -> Result<Row, String> {
+    let subscription = directory.subscriptions(&pair.tenant_a).into_iter().next().ok_or("no Tenant A subscription")?;
+    let item = json!({"subscriptionId": subscription.id, "clientState": CLIENT_STATE, "changeType": "updated",
+        "resource": format!("Groups/{}", pair.group_a), "tenantId": pair.tenant_a,
+        "resourceData": {"@odata.type": "#Microsoft.Graph.Group", "@odata.id": format!("Groups/{}", pair.group_a),
+            "id": pair.group_a}});
+    let connection = StorageConnection::ConnectionString(azurite.connection_string().into());
+    let logs = AzureBlobStore::connect(&connection, None, "cert-auth").await.map_err(|e| e.to_string())?;
+    let state = AzureBlobStore::connect(&connection, None, "certsync-state").await.map_err(|e| e.to_string())?;
+    let etags = async |store: &AzureBlobStore| -> Result<BTreeMap<String, String>, String> {
+        let mut etags = BTreeMap::new();
+        for name in store.list("").await.map_err(|e| e.to_string())? {
+            if let Some(blob) = store.get(&name).await.map_err(|e| e.to_string())? {
+                etags.insert(name, blob.etag.as_str().to_owned());
+            }
+        }
+        Ok(etags)
+    };
+    let (logs_before, state_before) = (logs.list("").await.map_err(|e| e.to_string())?.len(), etags(&state).await?);
+    directory.clear_requests();
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    let items: Vec<Value> = std::iter::repeat_n(item, BURST).collect();
+    for post in items.chunks(per_post) {
+        let answer = client
+            .post(shim.notification_url())
+            .json(&json!({ "value": post }))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if answer.status() != 202 {
+            return Err(format!("the webhook answered {}", answer.status()));
+        }
+    }
+    let messages = shim.take(0).await?;
+    drain(serve, &messages).await?;
+    let wall = started.elapsed();
+    let changed = {
+        let after = etags(&state).await?;
+        after.iter().filter(|(name, etag)| state_before.get(*name) != Some(*etag)).count()
+    };
+    let logs_written = logs.list("").await.map_err(|e| e.to_string())?.len() - logs_before;
+    let requests = directory.requests();
+    let graph = requests.iter().filter(|r| r.tenant.is_some());
+    let count = |kind: RequestKind| graph.clone().filter(|r| r.kind == kind).count() as u64;
+    Ok(Row {
+        size,
+        scenario: format!("burst: {BURST} notifications for one group, {per_post} per POST"),
+        who: "certsync",
+        wall,
+        reads: count(RequestKind::Read),
+        writes: count(RequestKind::Write),
+        batches: count(RequestKind::Batch),
+        throttle_wait_ms: 0,
+        peak_mib: serve.peak_mib(),
+        note: format!(
+            "{} queue message(s) from {} POST(s); blobs written: {logs_written} run logs, {changed} state blobs; wall \
+             time from the first POST to the last message handled, one at a time",
+            messages.len(),
+            BURST.div_ceil(per_post)
         ),
         ..Row::default()
     })
