@@ -194,7 +194,7 @@ impl Reconciler {
                 }
                 return Reconciled { result: Ok(Applied::NothingChanged), trail };
             }
-            read_before_lease = Some(changes);
+            read_before_lease = Some((groups, changes));
         }
 
         // One writer per Tenant B: the timer and the notification path never write concurrently.
@@ -225,8 +225,7 @@ impl Reconciler {
             None => &NoWrites,
         };
         let bounds = WriteBounds { permit, deadline };
-        let result =
-            self.observe_plan_apply(stores, scope, read_before_lease, dry_run, request, &bounds, &mut trail).await;
+        let result = self.observe_plan_apply(stores, read_before_lease, dry_run, request, &bounds, &mut trail).await;
 
         if let Some(lease) = &lease
             && request.queues_follow_ups
@@ -258,12 +257,12 @@ impl Reconciler {
         Reconciled { result, trail }
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// `read_before_lease`: for an incremental run, its groups and what delta query said of them before the lease
+    /// (`None` for a full sync).
     async fn observe_plan_apply(
         &self,
         stores: &Stores,
-        scope: &Scope,
-        read_before_lease: Option<Changes>,
+        read_before_lease: Option<(&BTreeSet<incremental::ChangedGroup>, Changes)>,
         dry_run: bool,
         request: &RunRequest,
         bounds: &WriteBounds<'_>,
@@ -275,10 +274,10 @@ impl Reconciler {
 
         // What delta query said before the lease holds unless a run moved a position on meanwhile (it reconciled
         // those changes, and more may have come): then ask again, under the lease.
-        let changes: Option<Changes> = match (scope, read_before_lease) {
-            (Scope::Full, _) => None,
-            (Scope::Groups(_), Some(changes)) if incremental::cursors_unmoved(state, &changes).await => Some(changes),
-            (Scope::Groups(groups), _) => {
+        let changes: Option<Changes> = match read_before_lease {
+            None => None,
+            Some((_, changes)) if incremental::cursors_unmoved(state, &changes).await => Some(changes),
+            Some((groups, _)) => {
                 Some(incremental::read_changes(&self.tenants, state, groups, sync.transitive_membership).await?)
             }
         };
