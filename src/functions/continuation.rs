@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::envelope::InvocationResponse;
+use super::envelope::{InvocationResponse, queue_message};
 use crate::sync::{ChangedGroup, RunOutcome, RunReport};
 
 /// The queue output binding of `function-cert-sync` and `function-notifications`.
@@ -44,25 +44,22 @@ pub struct FoldedMessage {
 /// its soft deadline, and the groups folded into it. Says so in the invocation's logs.
 pub fn queue_follow_ups(response: &mut InvocationResponse, report: &RunReport, sequence: u32) {
     let mut messages = Vec::new();
+    let continuation = |remaining| ContinuationMessage {
+        continuation: Continuation { sequence, after_run: report.run_id.clone(), remaining },
+    };
     if let RunOutcome::Continued { remaining } = report.outcome {
-        let message = ContinuationMessage {
-            continuation: Continuation { sequence, after_run: report.run_id.clone(), remaining },
-        };
-        messages.push(Value::String(serde_json::to_string(&message).expect("serializable")));
+        messages.push(queue_message(&continuation(remaining)));
         tracing::info!(sequence, remaining, after_run = %report.run_id, "queued a continuation of the full sync");
         response.log(format!("Queued continuation {sequence} for the {remaining} users left."));
     }
-    if report.full_sync_follows && !matches!(report.outcome, RunOutcome::Continued { .. }) {
-        let message = ContinuationMessage {
-            continuation: Continuation { sequence, after_run: report.run_id.clone(), remaining: 0 },
-        };
-        messages.push(Value::String(serde_json::to_string(&message).expect("serializable")));
+    // Never beside a continuation: a run that continued hands its folded work on to it (`Trail::full_sync_follows`).
+    if report.full_sync_follows {
+        messages.push(queue_message(&continuation(0)));
         tracing::info!(after_run = %report.run_id, "queued the full sync that was due while this run held the lease");
         response.log("Queued the full sync that was due while this run held the lease.");
     }
     if !report.follow_ups.is_empty() {
-        let message = FoldedMessage { changed_groups: report.follow_ups.clone() };
-        messages.push(Value::String(serde_json::to_string(&message).expect("serializable")));
+        messages.push(queue_message(&FoldedMessage { changed_groups: report.follow_ups.clone() }));
         tracing::info!(groups = report.follow_ups.len(), "queued the notifications folded into this run");
         response
             .log(format!("Queued the {} group(s) whose notifications came during this run.", report.follow_ups.len()));

@@ -61,6 +61,12 @@ impl InvocationResponse {
     }
 }
 
+/// One element of a queue output binding's array in `Outputs`: the message's JSON text, which the host writes to the
+/// queue as it is (one message per element).
+pub fn queue_message(message: &impl Serialize) -> Value {
+    Value::String(serde_json::to_string(message).expect("serializable"))
+}
+
 /// The timer trigger payload: `{"Schedule":{"AdjustForDST":true},"ScheduleStatus":{"Last","Next","LastUpdated"}|null,"IsPastDue":bool}`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TimerInfo {

@@ -20,7 +20,7 @@ use serde_json::Value;
 use subtle::ConstantTimeEq;
 
 use super::AppState;
-use super::envelope::{HttpRequestData, HttpResponseData, InvocationRequest, InvocationResponse};
+use super::envelope::{HttpRequestData, HttpResponseData, InvocationRequest, InvocationResponse, queue_message};
 use super::invocation::Invocation;
 use crate::config::WebhookSettings;
 
@@ -178,8 +178,7 @@ pub fn answer(settings: &WebhookSettings, request: &InvocationRequest) -> (Statu
         ));
     }
     if !queued.is_empty() {
-        let messages: Vec<Value> =
-            queued.iter().map(|m| Value::String(serde_json::to_string(m).expect("serializable"))).collect();
+        let messages: Vec<Value> = queued.iter().map(queue_message).collect();
         response.outputs.insert(QUEUE_BINDING.to_owned(), Value::Array(messages));
         response.log(format!("Queued {} notification(s) for processing.", queued.len()));
     }
