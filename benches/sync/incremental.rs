@@ -344,19 +344,17 @@ pub(super) async fn run(
         return Err(format!("function-notifications answered {status}: {reply}"));
     }
     let converged = directory.user(&pair.tenant_b, &joining_b).is_some_and(|u| !u.certificate_user_ids.is_empty());
-    let requests = directory.requests();
-    let graph = requests.iter().filter(|r| r.tenant.is_some());
-    let count = |kind: RequestKind| graph.clone().filter(|r| r.kind == kind).count() as u64;
-    let throttled = graph.clone().filter(|r| r.status == 429).count();
+    let seen = Seen::of(&directory);
+    let throttled = seen.throttled;
     let affected = &reply["ReturnValue"]["scope"]["affectedUsers"];
     let change = Row {
         size,
         scenario: "incremental: one membership change".into(),
         who: "certsync",
         wall,
-        reads: count(RequestKind::Read),
-        writes: count(RequestKind::Write),
-        batches: count(RequestKind::Batch),
+        reads: seen.reads,
+        writes: seen.writes,
+        batches: seen.batches,
         throttle_wait_ms: 0,
         peak_mib,
         note: format!(
@@ -370,6 +368,28 @@ pub(super) async fn run(
         rows.push(burst(size, &serve, &shim, &directory, pair, &azurite, per_post).await?);
     }
     Ok(rows)
+}
+
+/// The Graph requests (token requests aside) in the emulator's log, by kind, and the throttled ones.
+struct Seen {
+    reads: u64,
+    writes: u64,
+    batches: u64,
+    throttled: usize,
+}
+
+impl Seen {
+    fn of(directory: &graph_emulator::Directory) -> Self {
+        let requests = directory.requests();
+        let graph = requests.iter().filter(|r| r.tenant.is_some());
+        let count = |kind: RequestKind| graph.clone().filter(|r| r.kind == kind).count() as u64;
+        Self {
+            reads: count(RequestKind::Read),
+            writes: count(RequestKind::Write),
+            batches: count(RequestKind::Batch),
+            throttled: graph.clone().filter(|r| r.status == 429).count(),
+        }
+    }
 }
 
 /// Notifications in a storm (issue 20).
@@ -428,17 +448,15 @@ async fn burst(
         after.iter().filter(|(name, etag)| state_before.get(*name) != Some(*etag)).count()
     };
     let logs_written = logs.list("").await.map_err(|e| e.to_string())?.len() - logs_before;
-    let requests = directory.requests();
-    let graph = requests.iter().filter(|r| r.tenant.is_some());
-    let count = |kind: RequestKind| graph.clone().filter(|r| r.kind == kind).count() as u64;
+    let seen = Seen::of(directory);
     Ok(Row {
         size,
         scenario: format!("burst: {BURST} notifications for one group, {per_post} per POST"),
         who: "certsync",
         wall,
-        reads: count(RequestKind::Read),
-        writes: count(RequestKind::Write),
-        batches: count(RequestKind::Batch),
+        reads: seen.reads,
+        writes: seen.writes,
+        batches: seen.batches,
         throttle_wait_ms: 0,
         peak_mib: serve.peak_mib(),
         note: format!(

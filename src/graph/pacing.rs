@@ -471,6 +471,17 @@ mod tests {
         }
     }
 
+    /// The whole budget spent, and the probe a refill's second later throttled with `retry_after`.
+    async fn throttle_the_first_probe(pacer: &Pacer, retry_after: Duration) {
+        let start = Instant::now();
+        spend_all(pacer, start);
+        assert_eq!(go(pacer, 20, start), None);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let probe = go(pacer, 20, Instant::now()).expect("a probe a refill's second after the budget ran out");
+        assert!(probe.probe);
+        pacer.answered(probe, Answered { throttled: Some(retry_after), ..Answered::default() });
+    }
+
     fn accepted(grant: Grant, limit_percentage: Option<f64>) -> Answered {
         let limit_percentage = limit_percentage.map(|sent| Reported { sent, upper: sent });
         Answered { accepted_writes: grant.writes, throttled: None, limit_percentage }
@@ -527,13 +538,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_throttled_probe_stops_everything_until_the_retry_after() {
         let pacer = pacer(100, 100);
-        let start = Instant::now();
-        spend_all(&pacer, start);
-        assert_eq!(go(&pacer, 20, start), None);
-        tokio::time::advance(Duration::from_secs(1)).await;
-        let probe = go(&pacer, 20, Instant::now()).unwrap();
-        assert!(probe.probe);
-        pacer.answered(probe, Answered { throttled: Some(Duration::from_secs(99)), ..Answered::default() });
+        throttle_the_first_probe(&pacer, Duration::from_secs(99)).await;
         assert_eq!(pacer.figures().continuous_refill, Some(false));
         assert_eq!(go(&pacer, 20, Instant::now()), None);
         tokio::time::advance(Duration::from_secs(98)).await;
@@ -547,12 +552,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn graph_reporting_under_80_percent_after_a_reset_opens_the_room() {
         let pacer = pacer(100, 100);
-        let start = Instant::now();
-        spend_all(&pacer, start);
-        assert_eq!(go(&pacer, 20, start), None);
-        tokio::time::advance(Duration::from_secs(1)).await;
-        let probe = go(&pacer, 20, Instant::now()).unwrap();
-        pacer.answered(probe, Answered { throttled: Some(Duration::from_secs(30)), ..Answered::default() });
+        throttle_the_first_probe(&pacer, Duration::from_secs(30)).await;
         tokio::time::advance(Duration::from_secs(30)).await;
         // The window reset at 31 s; our own count (100 in the last 100 s) says no, so a probe goes.
         let probe = go(&pacer, 20, Instant::now()).unwrap();
@@ -599,12 +599,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_probe_at_the_end_of_a_stop_proves_no_continuous_refill() {
         let pacer = pacer(100, 100);
-        let start = Instant::now();
-        spend_all(&pacer, start);
-        assert_eq!(go(&pacer, 20, start), None);
-        tokio::time::advance(Duration::from_secs(1)).await;
-        let probe = go(&pacer, 20, Instant::now()).unwrap();
-        pacer.answered(probe, Answered { throttled: Some(Duration::from_secs(98)), ..Answered::default() });
+        throttle_the_first_probe(&pacer, Duration::from_secs(98)).await;
         tokio::time::advance(Duration::from_secs(98)).await;
         let probe = go(&pacer, 20, Instant::now()).expect("a probe when the stop ends");
         assert!(probe.probe);
@@ -639,14 +634,15 @@ mod simulation {
         /// Accepts or refuses one write now: `Ok(percentage text)` or `Err(retry-after)`.
         fn write(&mut self, now: Instant) -> Result<Option<String>, Duration> {
             let (capacity, window) = (self.capacity, self.window);
+            // Whole seconds, at least one, as Graph sends them [throttling].
+            let retry_after = |secs: f64| Duration::from_secs(secs.ceil().max(1.0) as u64);
             let used = match &mut self.model {
                 Model::Continuous { tokens, last } => {
                     *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * capacity / window.as_secs_f64())
                         .min(capacity);
                     *last = now;
                     if *tokens < 1.0 {
-                        let wait = (1.0 - *tokens) * window.as_secs_f64() / capacity;
-                        return Err(Duration::from_secs(wait.ceil().max(1.0) as u64));
+                        return Err(retry_after((1.0 - *tokens) * window.as_secs_f64() / capacity));
                     }
                     *tokens -= 1.0;
                     (capacity - *tokens) / capacity
@@ -656,8 +652,7 @@ mod simulation {
                         accepted.pop_front();
                     }
                     if accepted.len() as f64 >= capacity {
-                        let wait = (accepted[0] + window).duration_since(now).as_secs_f64();
-                        return Err(Duration::from_secs(wait.ceil().max(1.0) as u64));
+                        return Err(retry_after((accepted[0] + window).duration_since(now).as_secs_f64()));
                     }
                     accepted.push_back(now);
                     accepted.len() as f64 / capacity
@@ -670,8 +665,7 @@ mod simulation {
                     }
                     if *used >= capacity {
                         let next = *origin + window * (u32::try_from(*index).unwrap() + 1);
-                        let wait = next.duration_since(now).as_secs_f64();
-                        return Err(Duration::from_secs(wait.ceil().max(1.0) as u64));
+                        return Err(retry_after(next.duration_since(now).as_secs_f64()));
                     }
                     *used += 1.0;
                     *used / capacity

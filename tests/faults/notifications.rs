@@ -123,22 +123,12 @@ async fn random_membership_changes_through_notifications_end_where_a_full_sync_w
             for _ in 0..flips_a {
                 let index = s.rng.random_range(0..s.model.source.len());
                 let user = &mut s.model.source[index];
-                if user.member {
-                    directory.remove_member(TENANT_A, &s.group_a, &user.id);
-                } else {
-                    directory.add_member(TENANT_A, &s.group_a, &user.id);
-                }
-                user.member = !user.member;
+                flip_membership(&directory, TENANT_A, &s.group_a, &user.id, &mut user.member);
             }
             for _ in 0..(3 - flips_a) {
                 let index = s.rng.random_range(0..s.model.target.len());
                 let user = &mut s.model.target[index];
-                if user.member {
-                    directory.remove_member(TENANT_B, &s.group_b, &user.id);
-                } else {
-                    directory.add_member(TENANT_B, &s.group_b, &user.id);
-                }
-                user.member = !user.member;
+                flip_membership(&directory, TENANT_B, &s.group_b, &user.id, &mut user.member);
             }
             quiesce(&shim).await;
             s.assert_oracle();
@@ -151,4 +141,14 @@ async fn random_membership_changes_through_notifications_end_where_a_full_sync_w
         assert!(s.user_writes().is_empty(), "the full sync found something the notifications missed: {reply}");
         drop(app);
     }
+}
+
+/// The user joins the group if it was not a member, and leaves it if it was; `member` (the model's) follows.
+fn flip_membership(directory: &graph_emulator::Directory, tenant: &str, group: &str, user: &str, member: &mut bool) {
+    if *member {
+        directory.remove_member(tenant, group, user);
+    } else {
+        directory.add_member(tenant, group, user);
+    }
+    *member = !*member;
 }
